@@ -1,0 +1,21 @@
+use anyhow::Context;
+use roundhouse_agent_executor::Application;
+use roundhouse_config::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("roundhouse-agent-executor: {error}");
+            std::process::exit(2);
+        }
+    };
+    roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    let app = Application::build(settings)
+        .await
+        .context("failed to start the agent executor")?;
+    app.run_until_stopped(roundhouse_telemetry::shutdown_signal())
+        .await
+        .context("agent executor stopped with an error")
+}

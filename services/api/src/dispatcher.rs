@@ -1,0 +1,49 @@
+//! Publishes dispatch messages for jobs the API has just committed.
+//!
+//! The 202 is sent once the row is committed; publishing happens right after,
+//! in batches, off the request path. A job whose publish fails, or that never
+//! reaches this task (process crash, full channel), keeps a NULL
+//! `dispatched_at` and the scheduler's sweep publishes it: nothing here needs
+//! to survive a crash, and nothing is buffered beyond a bounded channel.
+
+use roundhouse_broker::Broker;
+use roundhouse_core::Dispatch;
+use roundhouse_db::Db;
+use tokio::sync::mpsc;
+
+const MAX_BATCH: usize = 1000;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    tx: mpsc::Sender<Dispatch>,
+}
+
+impl Dispatcher {
+    pub fn spawn(db: Db, broker: Broker) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(50_000);
+        (Self { tx }, tokio::spawn(run(db, broker, rx)))
+    }
+
+    /// Queues a dispatch. Never waits: when the channel is full the job is
+    /// left to the sweep.
+    pub fn send(&self, dispatch: Dispatch) {
+        if self.tx.try_send(dispatch).is_err() {
+            metrics::counter!("roundhouse_dispatch_deferred_total").increment(1);
+        }
+    }
+}
+
+async fn run(db: Db, broker: Broker, mut rx: mpsc::Receiver<Dispatch>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let report = broker.publish_dispatches(&batch).await;
+        if !report.confirmed.is_empty()
+            && let Err(error) = db.mark_dispatched(&report.confirmed).await
+        {
+            // The messages are out; at worst the sweep sends duplicates,
+            // which the workers' claims drop.
+            tracing::warn!(%error, "could not mark jobs dispatched");
+        }
+        batch.clear();
+    }
+}

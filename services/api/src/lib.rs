@@ -1,0 +1,17 @@
+//! The Roundhouse HTTP API.
+//!
+//! **API boundary:** JSON in camelCase, errors as `{"error": {"code", "message"}}`.
+//! Handlers validate input into `roundhouse-db` calls; they hold no SQL and
+//! know no AMQP (dispatch goes through [`dispatcher`], which uses the broker crate).
+//! A job is accepted (202) once its row is committed; its dispatch message
+//! follows asynchronously and is backed by the scheduler's sweep.
+
+pub mod dispatcher;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+
+pub use startup::{AppState, Application, migrate, router};

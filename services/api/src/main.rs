@@ -1,0 +1,34 @@
+use anyhow::Context;
+use roundhouse_api::Application;
+use roundhouse_config::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("roundhouse-api: {error}");
+            std::process::exit(2);
+        }
+    };
+    roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => {
+            roundhouse_api::migrate(&settings).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        None | Some("serve") => {
+            let app = Application::build(settings)
+                .await
+                .context("failed to start the api")?;
+            app.run_until_stopped(roundhouse_telemetry::shutdown_signal())
+                .await
+                .context("api stopped with an error")
+        }
+        Some(other) => {
+            eprintln!("roundhouse-api: unknown command `{other}` (use `migrate` or `serve`)");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `/api/jobs`: enqueue, inspect, list, cancel, retry.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use roundhouse_core::{ControlMessage, Dispatch, JobStatus};
+use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, RetryOutcome};
+use uuid::Uuid;
+
+use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::startup::AppState;
+
+fn dispatch_if_queued(state: &AppState, job: &JobRow) {
+    if job.status() == JobStatus::Queued {
+        state.dispatcher.send(Dispatch {
+            job_id: job.id,
+            queue: job.queue.clone(),
+            priority: job.priority,
+        });
+    }
+}
+
+/// `POST /api/jobs/enqueue`: 202 with the new job, or 200 with the existing
+/// job for a repeated idempotency key.
+pub async fn enqueue(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<EnqueueRequest>,
+) -> Result<Response, ApiError> {
+    let job = request.into_new_job(&caller)?;
+    let EnqueueOutcome { job, created } = state
+        .db
+        .enqueue_jobs(std::slice::from_ref(&job))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("enqueue returned no row"))?;
+    if created {
+        metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone()).increment(1);
+        dispatch_if_queued(&state, &job);
+    }
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(EnqueuedView { job_id: job.id, job: job.into() })).into_response())
+}
+
+/// `POST /api/jobs/batch`: all jobs in one transaction, or none.
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    if request.jobs.is_empty() {
+        return Err(ApiError::validation("jobs: must not be empty"));
+    }
+    if request.jobs.len() > state.settings.batch_max_jobs {
+        return Err(ApiError::payload_too_large(format!(
+            "jobs: at most {} jobs per batch",
+            state.settings.batch_max_jobs
+        )));
+    }
+    let jobs = request
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            job.into_new_job(&caller)
+                .map_err(|error| error.prefixed(&format!("jobs[{index}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = state.db.enqueue_jobs(&jobs).await?;
+    let created = outcomes.iter().filter(|o| o.created).count();
+    metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch").increment(created as u64);
+    for outcome in outcomes.iter().filter(|o| o.created) {
+        dispatch_if_queued(&state, &outcome.job);
+    }
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job.id).collect();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobIds": ids }))).into_response())
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::bad_request("invalid_id", "job id must be a UUID"))
+}
+
+/// `GET /api/jobs/{id}` and `/api/jobs/{id}/status`.
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state
+        .db
+        .get_job(id, caller.owner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(Json(job.into()))
+}
+
+/// `GET /api/jobs`: newest first; users see their own jobs only.
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::validation("limit: must be between 1 and 500"));
+    }
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::validation(format!("status: {e}")))?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(Uuid::parse_str)
+        .transpose()
+        .map_err(|_| ApiError::validation("cursor: not a cursor returned by this API"))?;
+    let user_id = match caller.owner() {
+        Some(own) => {
+            if query.user_id.as_deref().is_some_and(|asked| asked != own) {
+                return Err(ApiError::forbidden("userId: users can only list their own jobs"));
+            }
+            Some(own.to_owned())
+        }
+        None => query.user_id,
+    };
+    let mut rows = state
+        .db
+        .list_jobs(&JobFilter {
+            user_id,
+            status,
+            queue: query.queue,
+            job_type: query.job_type,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id)
+    } else {
+        None
+    };
+    Ok(Json(JobPage {
+        jobs: rows.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// `DELETE /api/jobs/{id}`: cancel. 409 when the job already finished.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    match state.db.cancel_job(id, caller.owner()).await? {
+        CancelOutcome::Cancelled { job, was_running } => {
+            if was_running {
+                // Best effort: workers also notice at their next heartbeat.
+                let broker = state.broker.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = broker.publish_control(&ControlMessage::Cancel { job_id: id }).await {
+                        tracing::warn!(%error, job_id = %id, "cancel broadcast failed; the worker will notice at its next heartbeat");
+                    }
+                });
+            }
+            Ok(Json(job.into()))
+        }
+        CancelOutcome::AlreadyTerminal(job) => Err(ApiError::conflict(format!(
+            "job is already {}",
+            job.status
+        ))),
+        CancelOutcome::NotFound => Err(ApiError::not_found("job")),
+    }
+}
+
+/// `POST /api/jobs/{id}/retry`: failed or cancelled → queued.
+pub async fn retry_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    match state.db.retry_job(id, caller.owner()).await? {
+        RetryOutcome::Requeued(job) => {
+            dispatch_if_queued(&state, &job);
+            Ok(Json(job.into()))
+        }
+        RetryOutcome::NotRetryable(job) => Err(ApiError::conflict(format!(
+            "only failed or cancelled jobs can be retried; this one is {}",
+            job.status
+        ))),
+        RetryOutcome::NotFound => Err(ApiError::not_found("job")),
+    }
+}

@@ -1,0 +1,217 @@
+//! Wiring: state, router, start and graceful stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use roundhouse_auth::{AuthSettings, Authenticator};
+use roundhouse_broker::{Broker, BrokerSettings};
+use roundhouse_config::Settings;
+use roundhouse_db::{Db, PoolSettings};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::dispatcher::Dispatcher;
+use crate::error::ApiError;
+use crate::rate_limit::{PRUNE_EVERY, RateLimits};
+use crate::routes::{health, jobs, queues};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub broker: Broker,
+    pub auth: Authenticator,
+    pub dispatcher: Dispatcher,
+    pub limits: Arc<RateLimits>,
+    pub settings: Arc<Settings>,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+}
+
+/// The api service, bound and ready to serve.
+pub struct Application {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    port: u16,
+}
+
+impl Application {
+    /// Applies migrations (retrying while PostgreSQL starts), connects, and
+    /// binds `PORT` (default 8080; 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        migrate(&settings).await?;
+        let db = Db::connect_lazy(
+            &settings.database_url,
+            &PoolSettings {
+                max_connections: settings.database_max_connections,
+                ..PoolSettings::default()
+            },
+        )
+        .context("DATABASE_URL")?;
+        let broker = Broker::start(BrokerSettings {
+            url: settings.rabbitmq_url.clone(),
+            prefix: settings.rabbitmq_prefix.clone(),
+            connection_name: format!("api-{}", std::process::id()),
+            confirm_timeout: Duration::from_secs(5),
+        });
+        let auth = Authenticator::new(AuthSettings {
+            supabase_url: settings.supabase_url.clone(),
+            jwt_secret: settings.supabase_jwt_secret.clone(),
+            service_tokens: settings.service_tokens(),
+            ..AuthSettings::default()
+        });
+        let (dispatcher, _) = Dispatcher::spawn(db.clone(), broker.clone());
+        let limits = Arc::new(RateLimits::new(
+            settings.rate_limit_per_user_per_minute,
+            settings.rate_limit_per_ip_per_minute,
+        ));
+        let listener = roundhouse_telemetry::bind(settings.port.unwrap_or(8080))
+            .await
+            .context("cannot bind PORT")?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            state: AppState {
+                db,
+                broker,
+                auth,
+                dispatcher,
+                limits,
+                settings: Arc::new(settings),
+                metrics: roundhouse_telemetry::metrics_handle(),
+                started: Instant::now(),
+            },
+            listener,
+            port,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The state (tests use its handles).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let limits = self.state.limits.clone();
+        let pruner = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                every.tick().await;
+                limits.prune();
+            }
+        });
+        tracing::info!(port = self.port, "api listening");
+        let broker = self.state.broker.clone();
+        let db = self.state.db.clone();
+        axum::serve(
+            self.listener,
+            router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        pruner.abort();
+        broker.close().await;
+        db.close().await;
+        tracing::info!("api stopped");
+        Ok(())
+    }
+}
+
+/// Applies migrations on `DATABASE_MIGRATION_URL` (or `DATABASE_URL`),
+/// waiting up to a minute for PostgreSQL to come up.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = Db::connect_lazy(settings.migration_url(), &PoolSettings {
+        max_connections: 1,
+        ..PoolSettings::default()
+    })
+    .context("DATABASE_MIGRATION_URL")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match db.migrate().await {
+            Ok(()) => break,
+            Err(error) if error.is_unavailable() && Instant::now() < deadline => {
+                tracing::warn!(%error, "waiting for PostgreSQL to apply migrations");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(error) => return Err(error).context("migrations failed"),
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// The API's routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/jobs", post(jobs::enqueue).get(jobs::list_jobs))
+        .route("/api/jobs/enqueue", post(jobs::enqueue))
+        .route("/api/jobs/batch", post(jobs::enqueue_batch))
+        .route("/api/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .route("/api/jobs/{id}/status", get(jobs::get_job))
+        .route("/api/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/api/queues/stats", get(queues::stats))
+        .route("/api/queues/{name}/pause", post(queues::pause))
+        .route("/api/queues/{name}/resume", post(queues::resume))
+        .route("/health", get(health::health))
+        .route("/health/detailed", get(health::detailed))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::bad_request("method_not_allowed", "this method is not allowed on this path")
+        })
+        .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
+        .layer(middleware::from_fn(record_http_metrics))
+        .layer(TraceLayer::new_for_http());
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .allowed_origins()
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let api = if origins.is_empty() {
+        api
+    } else {
+        // An exact allowlist: the Origin header is never reflected.
+        api.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(Duration::from_secs(600)),
+        )
+    };
+    api.with_state(state)
+}
+
+async fn record_http_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("path", path),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::histogram!("roundhouse_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,64 @@
+//! The interface job types implement.
+
+use std::time::Duration;
+
+use roundhouse_core::JobType;
+use roundhouse_db::Db;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How a failed attempt should be treated.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HandlerError {
+    /// Try again after the retry policy's backoff, if retries remain.
+    #[error("{0}")]
+    Retry(String),
+    /// Try again after the given delay (e.g. an upstream's Retry-After).
+    #[error("{0}")]
+    RetryAfter(String, Duration),
+    /// Retrying cannot help (bad input, upstream 4xx): fail the job now.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What a handler gets for one attempt.
+pub struct JobContext {
+    pub job_id: Uuid,
+    /// This attempt's number (1-based, counts every attempt ever started).
+    pub attempt: i32,
+    pub job_type: JobType,
+    pub user_id: Option<String>,
+    pub payload: serde_json::Value,
+    /// Cancelled when the job is cancelled, its lease is lost, it times out,
+    /// or the worker must stop. Long handlers check it and return early.
+    pub cancel: CancellationToken,
+    pub(crate) db: Db,
+}
+
+impl JobContext {
+    /// Records progress (0–100) with an optional message. Writes from a
+    /// superseded attempt are ignored by the database.
+    pub async fn progress(&self, percent: u8, message: Option<&str>) {
+        if let Err(error) = self
+            .db
+            .record_progress(self.job_id, self.attempt, i16::from(percent.min(100)), message)
+            .await
+        {
+            tracing::warn!(%error, job_id = %self.job_id, "could not record progress");
+        }
+    }
+
+    /// Appends a line to the job's timeline.
+    pub async fn log(&self, message: &str) {
+        if let Err(error) = self.db.append_log(self.job_id, self.attempt, message).await {
+            tracing::warn!(%error, job_id = %self.job_id, "could not record a log line");
+        }
+    }
+}
+
+/// A job type's implementation.
+#[async_trait::async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Runs one attempt and returns the job's result.
+    async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, HandlerError>;
+}

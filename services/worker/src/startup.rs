@@ -1,0 +1,237 @@
+//! Wiring, start and graceful stop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use roundhouse_broker::{Broker, BrokerSettings};
+use roundhouse_config::Settings;
+use roundhouse_core::Dispatch;
+use roundhouse_db::{Completion, Db, PoolSettings};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::running::{Running, StopReason};
+use crate::{completer, consumer, control, heartbeat};
+
+/// State shared by the worker's tasks.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) db: Db,
+    pub(crate) broker: Broker,
+    pub(crate) worker_id: String,
+    pub(crate) running: Running,
+    pub(crate) completions: mpsc::Sender<Completion>,
+    /// Cancelled when the drain timeout runs out: running handlers must stop.
+    pub(crate) hard_stop: CancellationToken,
+}
+
+/// A built worker, ready to run.
+pub struct Application {
+    shared: Arc<Shared>,
+    completer: tokio::task::JoinHandle<()>,
+    listener: tokio::net::TcpListener,
+    port: u16,
+}
+
+impl Application {
+    /// Connects (lazily) to PostgreSQL and RabbitMQ and binds the health port
+    /// (`PORT`, default 8082; 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(
+            &settings.database_url,
+            &PoolSettings {
+                max_connections: settings.database_max_connections,
+                ..PoolSettings::default()
+            },
+        )
+        .context("DATABASE_URL")?;
+        let worker_id = format!(
+            "worker-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let broker = Broker::start(BrokerSettings {
+            url: settings.rabbitmq_url.clone(),
+            prefix: settings.rabbitmq_prefix.clone(),
+            connection_name: worker_id.clone(),
+            confirm_timeout: Duration::from_secs(5),
+        });
+        let listener = roundhouse_telemetry::bind(settings.port.unwrap_or(8082))
+            .await
+            .context("cannot bind PORT")?;
+        let port = listener.local_addr()?.port();
+        let (completions, completer) = completer::spawn(db.clone());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                settings,
+                db,
+                broker,
+                worker_id,
+                running: Running::default(),
+                completions,
+                hard_stop: CancellationToken::new(),
+            }),
+            completer,
+            listener,
+            port,
+        })
+    }
+
+    /// The health server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This worker's id, as written to `jobs.worker_id`.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// Runs until `shutdown` resolves, then drains: stops taking work, lets
+    /// running attempts finish for `WORKER_DRAIN_SECONDS`, hands the rest back
+    /// to their queues, records every pending completion, and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            shared,
+            completer,
+            listener,
+            ..
+        } = self;
+        let stop_intake = CancellationToken::new();
+        let background = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let slots = queue_slots(&shared).await;
+        for (queue, slots) in slots {
+            tokio::spawn(consumer::run(
+                shared.clone(),
+                queue,
+                slots,
+                tasks.clone(),
+                stop_intake.clone(),
+            ));
+        }
+        tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
+        tokio::spawn(control::run(shared.clone(), background.clone()));
+        let ops = {
+            let db = shared.db.clone();
+            let broker = shared.broker.clone();
+            roundhouse_telemetry::ops_router(
+                "worker",
+                Arc::new(move || {
+                    let db = db.clone();
+                    let broker = broker.clone();
+                    Box::pin(async move { dependencies_healthy(&db, &broker).await })
+                }),
+            )
+        };
+        let ops_stop = background.clone();
+        let ops_server = tokio::spawn(async move {
+            axum::serve(listener, ops)
+                .with_graceful_shutdown(async move { ops_stop.cancelled().await })
+                .await
+        });
+        tracing::info!(worker_id = %shared.worker_id, "worker started");
+
+        shutdown.await;
+        tracing::info!(running = shared.running.len(), "draining");
+        stop_intake.cancel();
+        tasks.close();
+        if tokio::time::timeout(shared.settings.worker_drain(), tasks.wait())
+            .await
+            .is_err()
+        {
+            let unfinished = shared.running.snapshot();
+            tracing::warn!(count = unfinished.len(), "drain timeout: handing running jobs back");
+            shared.running.stop_all(StopReason::Shutdown);
+            shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+            hand_back(&shared, &unfinished).await;
+        }
+        background.cancel();
+        // Every execute task is done: dropping the last sender lets the
+        // completer flush what is left and finish.
+        let Shared { broker, db, .. } = match Arc::try_unwrap(shared) {
+            Ok(shared) => shared,
+            Err(shared) => {
+                // Background tasks may still hold a clone for a moment.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("worker tasks did not stop"))?
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), completer).await;
+        let _ = ops_server.await;
+        broker.close().await;
+        db.close().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+async fn hand_back(shared: &Shared, unfinished: &[(uuid::Uuid, i32)]) {
+    match shared.db.release_jobs(unfinished).await {
+        Ok(released) => {
+            tracing::info!(count = released.len(), "jobs handed back to their queues");
+            // Dispatch them now if we can; otherwise the scheduler's sweep will.
+            let rows: Vec<Dispatch> = futures::future::join_all(
+                released.iter().map(|id| shared.db.get_job(*id, None)),
+            )
+            .await
+            .into_iter()
+            .filter_map(|row| row.ok().flatten())
+            .map(|row| Dispatch {
+                job_id: row.id,
+                queue: row.queue,
+                priority: row.priority,
+            })
+            .collect();
+            let report = shared.broker.publish_dispatches(&rows).await;
+            let _ = shared.db.mark_dispatched(&report.confirmed).await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not hand jobs back; their leases will expire and they will be retried")
+        }
+    }
+}
+
+/// Slots per consumed queue: the queue's configured concurrency, else
+/// `WORKER_CONCURRENCY`.
+async fn queue_slots(shared: &Shared) -> Vec<(roundhouse_core::QueueName, usize)> {
+    let overrides: HashMap<String, Option<i32>> = match shared.db.queue_concurrency().await {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read queue concurrency; using WORKER_CONCURRENCY");
+            HashMap::new()
+        }
+    };
+    shared
+        .settings
+        .worker_queues()
+        .expect("validated at load")
+        .into_iter()
+        .map(|queue| {
+            let slots = overrides
+                .get(queue.as_str())
+                .copied()
+                .flatten()
+                .map_or(shared.settings.worker_concurrency, |n| n.max(1) as usize);
+            (queue, slots)
+        })
+        .collect()
+}
+
+/// Healthy when PostgreSQL answers and RabbitMQ is connected.
+pub(crate) async fn dependencies_healthy(db: &Db, broker: &roundhouse_broker::Broker) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(2), db.ping())
+        .await
+        .map_err(|_| "database timeout".to_owned())?
+        .map_err(|_| "database unreachable".to_owned())?;
+    if !broker.is_connected() {
+        return Err("broker disconnected".to_owned());
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the job lifecycle: the real API router, worker and
+//! scheduler (in-process, or as real processes where a crash matters)
+//! against the real PostgreSQL and RabbitMQ.
+
+mod helpers;
+
+mod cancel;
+mod chaos;
+mod crash;
+mod lifecycle;
+mod priority;

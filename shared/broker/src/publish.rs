@@ -1,0 +1,124 @@
+//! Publishing with confirms: a message counts as sent only when the broker
+//! acknowledged it *and* did not return it as unroutable.
+
+use futures::future::join_all;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Confirmation};
+use roundhouse_core::{ControlMessage, Dispatch, DispatchMessage};
+use uuid::Uuid;
+
+use crate::{Broker, BrokerError, Topology};
+
+/// Which dispatches the broker took responsibility for.
+#[derive(Debug, Default)]
+pub struct PublishReport {
+    /// Confirmed: the broker has them on disk in a durable queue.
+    pub confirmed: Vec<Uuid>,
+    /// Not confirmed (nack, return, timeout, no connection): the caller must
+    /// treat them as unsent.
+    pub failed: Vec<Uuid>,
+}
+
+impl Broker {
+    /// Publishes one persistent dispatch message per job, pipelining the
+    /// confirms, and reports which ones the broker confirmed.
+    pub async fn publish_dispatches(&self, dispatches: &[Dispatch]) -> PublishReport {
+        let mut report = PublishReport::default();
+        if dispatches.is_empty() {
+            return report;
+        }
+        let Some(session) = self.current() else {
+            report.failed = dispatches.iter().map(|d| d.job_id).collect();
+            metrics::counter!("roundhouse_publish_failed_total", "reason" => "unavailable")
+                .increment(dispatches.len() as u64);
+            return report;
+        };
+        let exchange = self.topology().jobs_exchange();
+        let mut pending = Vec::with_capacity(dispatches.len());
+        for dispatch in dispatches {
+            let sent = async {
+                session.ensure_job_queue(&dispatch.queue).await?;
+                let body = serde_json::to_vec(&DispatchMessage {
+                    job_id: dispatch.job_id,
+                })?;
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(dispatch.job_id.to_string().into())
+                    .with_priority(Topology::amqp_priority(dispatch.priority));
+                Ok::<_, BrokerError>(
+                    session
+                        .publisher
+                        .basic_publish(
+                            exchange.clone().into(),
+                            dispatch.queue.clone().into(),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..Default::default()
+                            },
+                            &body,
+                            properties,
+                        )
+                        .await?,
+                )
+            }
+            .await;
+            match sent {
+                Ok(confirm) => pending.push((dispatch.job_id, confirm)),
+                Err(error) => {
+                    tracing::warn!(%error, job_id = %dispatch.job_id, "publish failed");
+                    report.failed.push(dispatch.job_id);
+                }
+            }
+        }
+        let timeout = self.confirm_timeout();
+        let confirmations = join_all(pending.into_iter().map(|(id, confirm)| async move {
+            (id, tokio::time::timeout(timeout, confirm).await)
+        }))
+        .await;
+        for (id, outcome) in confirmations {
+            let reason = match outcome {
+                Ok(Ok(Confirmation::Ack(None))) => {
+                    report.confirmed.push(id);
+                    continue;
+                }
+                Ok(Ok(Confirmation::Ack(Some(_)))) => "returned",
+                Ok(Ok(Confirmation::Nack(_))) => "nack",
+                Ok(Ok(Confirmation::NotRequested)) => "unconfirmed",
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            metrics::counter!("roundhouse_publish_failed_total", "reason" => reason).increment(1);
+            report.failed.push(id);
+        }
+        metrics::counter!("roundhouse_publish_confirmed_total").increment(report.confirmed.len() as u64);
+        if !report.failed.is_empty() {
+            tracing::warn!(
+                failed = report.failed.len(),
+                "dispatch messages not confirmed; the dispatch sweep will resend them"
+            );
+        }
+        report
+    }
+
+    /// Broadcasts a control message to every worker. Best effort: workers also
+    /// learn about cancellations from their heartbeats.
+    pub async fn publish_control(&self, message: &ControlMessage) -> Result<(), BrokerError> {
+        let session = self.current().ok_or(BrokerError::Unavailable)?;
+        let body = serde_json::to_vec(message)?;
+        let confirm = session
+            .publisher
+            .basic_publish(
+                self.topology().control_exchange().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_content_type("application/json".into()),
+            )
+            .await?;
+        tokio::time::timeout(self.confirm_timeout(), confirm)
+            .await
+            .map_err(|_| BrokerError::ConfirmTimeout(self.confirm_timeout()))??;
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! Settings for every Roundhouse service, layered with the `config` crate:
+//! built-in defaults → optional `roundhouse.toml` (or `ROUNDHOUSE_CONFIG`) →
+//! environment variables.
+//!
+//! **Architecture invariant:** this is the only crate that reads the process
+//! environment. Every variable name is in [`ENV_VARS`]; services receive a
+//! validated [`Settings`] and never call `std::env::var` themselves.
+
+mod env;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use roundhouse_core::QueueName;
+use serde::Deserialize;
+
+pub use env::ENV_VARS;
+
+/// A setting that is missing or malformed. Its `Display` is the one line a
+/// service prints before exiting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {variable}: {reason}")]
+pub struct SettingsError {
+    /// The environment variable (or file key) at fault.
+    pub variable: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn invalid(variable: &str, reason: impl Into<String>) -> SettingsError {
+    SettingsError {
+        variable: variable.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    Json,
+    /// Human-readable (development).
+    Pretty,
+}
+
+/// Every service's settings. Each service reads the parts it needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database_url: String,
+    /// Used for migrations when set (a direct or session-pooled URL: the
+    /// transaction pooler cannot hold the migration advisory lock).
+    pub database_migration_url: Option<String>,
+    pub database_max_connections: u32,
+    pub rabbitmq_url: String,
+    /// Prefix of every exchange and queue name.
+    pub rabbitmq_prefix: String,
+    /// Listening port; each service has its own default.
+    pub port: Option<u16>,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (`info`, `roundhouse_worker=debug,info`).
+    pub log_level: String,
+
+    pub supabase_url: Option<String>,
+    pub supabase_jwt_secret: Option<String>,
+    pub supabase_service_role_key: Option<String>,
+    pub roundhouse_service_token: Option<String>,
+    pub railway_backend_secret: Option<String>,
+    /// Comma-separated exact origins allowed by CORS.
+    pub allowed_origins: String,
+    pub dashboard_password: Option<String>,
+
+    pub body_limit_bytes: usize,
+    pub batch_max_jobs: usize,
+    pub rate_limit_per_user_per_minute: u32,
+    pub rate_limit_per_ip_per_minute: u32,
+    /// Header carrying the client address set by the trusted proxy in front
+    /// (Railway sets `X-Real-IP`). Empty: use the TCP peer address.
+    pub client_ip_header: String,
+
+    /// Default slots per queue in a worker.
+    pub worker_concurrency: usize,
+    /// Comma-separated queues a worker consumes; empty means every built-in
+    /// queue except `agents`.
+    pub worker_queues: String,
+    pub worker_lease_seconds: u64,
+    pub worker_heartbeat_ms: u64,
+    pub worker_drain_seconds: u64,
+    pub worker_retry_base_ms: u64,
+    pub worker_retry_max_ms: u64,
+
+    pub scheduler_tick_ms: u64,
+    pub scheduler_dispatch_grace_ms: u64,
+    pub scheduler_redispatch_after_seconds: u64,
+    pub scheduler_batch_size: i64,
+}
+
+impl Settings {
+    /// Loads settings from the process environment and the optional file.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(|name| std::env::var(name).ok())
+    }
+
+    /// Loads settings with `lookup` standing in for the environment (tests).
+    pub fn load_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let file = lookup("ROUNDHOUSE_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("roundhouse.toml"));
+        let mut builder = config::Config::builder();
+        for (key, value) in env::DEFAULTS {
+            builder = builder
+                .set_default(*key, *value)
+                .map_err(|e| invalid(key, e.to_string()))?;
+        }
+        builder = builder.add_source(config::File::from(file).required(false));
+        for (variable, key) in ENV_VARS {
+            if let Some(value) = lookup(variable) {
+                builder = builder
+                    .set_override(*key, value)
+                    .map_err(|e| invalid(variable, e.to_string()))?;
+            }
+        }
+        let raw = builder
+            .build()
+            .map_err(|e| invalid("roundhouse.toml", e.to_string()))?;
+        let settings: Settings = raw.try_deserialize().map_err(env::explain)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let scheme = |var: &str, url: &str, schemes: &[&str]| {
+            if schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
+                Ok(())
+            } else {
+                Err(invalid(var, format!("expected a {} URL", schemes.join("/"))))
+            }
+        };
+        scheme("DATABASE_URL", &self.database_url, &["postgres", "postgresql"])?;
+        if let Some(url) = &self.database_migration_url {
+            scheme("DATABASE_MIGRATION_URL", url, &["postgres", "postgresql"])?;
+        }
+        scheme("RABBITMQ_URL", &self.rabbitmq_url, &["amqp", "amqps"])?;
+        if let Some(url) = &self.supabase_url {
+            scheme("SUPABASE_URL", url, &["https", "http"])?;
+        }
+        if self.rabbitmq_prefix.is_empty()
+            || !self
+                .rabbitmq_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid("RABBITMQ_PREFIX", "use letters, digits, '_' or '-'"));
+        }
+        for origin in self.allowed_origins() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(invalid(
+                    "ALLOWED_ORIGINS",
+                    format!("`{origin}` is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        self.worker_queues()?;
+        if self.worker_concurrency == 0 {
+            return Err(invalid("WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        if self.worker_heartbeat_ms == 0 || self.worker_heartbeat_ms >= self.worker_lease_seconds * 1000 {
+            return Err(invalid(
+                "WORKER_HEARTBEAT_MS",
+                "must be positive and shorter than WORKER_LEASE_SECONDS",
+            ));
+        }
+        if self.scheduler_tick_ms == 0 {
+            return Err(invalid("SCHEDULER_TICK_MS", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The exact CORS origins.
+    pub fn allowed_origins(&self) -> Vec<String> {
+        split_list(&self.allowed_origins)
+    }
+
+    /// The queues a worker consumes.
+    pub fn worker_queues(&self) -> Result<Vec<QueueName>, SettingsError> {
+        let listed = split_list(&self.worker_queues);
+        if listed.is_empty() {
+            return Ok(QueueName::built_in()
+                .into_iter()
+                .filter(|q| q.as_str() != "agents")
+                .collect());
+        }
+        listed
+            .iter()
+            .map(|q| QueueName::parse(q).map_err(|e| invalid("WORKER_QUEUES", e.to_string())))
+            .collect()
+    }
+
+    /// Every configured service credential (service token, service-role key).
+    pub fn service_tokens(&self) -> Vec<String> {
+        [&self.roundhouse_service_token, &self.supabase_service_role_key]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// The URL migrations run on.
+    pub fn migration_url(&self) -> &str {
+        self.database_migration_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
+
+    pub fn worker_lease(&self) -> Duration {
+        Duration::from_secs(self.worker_lease_seconds)
+    }
+
+    pub fn worker_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.worker_heartbeat_ms)
+    }
+
+    pub fn worker_drain(&self) -> Duration {
+        Duration::from_secs(self.worker_drain_seconds)
+    }
+
+    pub fn scheduler_tick(&self) -> Duration {
+        Duration::from_millis(self.scheduler_tick_ms)
+    }
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("ROUNDHOUSE_CONFIG".into(), "/nonexistent/roundhouse.toml".into())])
+            .collect();
+        Settings::load_from(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_work_with_no_variable_set() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.database_url, "postgres://postgres@localhost:5432/roundhouse");
+        assert_eq!(settings.rabbitmq_url, "amqp://guest:guest@localhost:5672/%2f");
+        assert_eq!(settings.log_format, LogFormat::Pretty);
+        let queues = settings.worker_queues().unwrap();
+        assert!(queues.iter().any(|q| q.as_str() == "default"));
+        assert!(!queues.iter().any(|q| q.as_str() == "agents"));
+    }
+
+    #[test]
+    fn the_seeds_variable_names_are_honoured() {
+        let settings = load(&[
+            ("DATABASE_URL", "postgres://u@db/x"),
+            ("AMQP_URL", "amqp://mq"),
+            ("PORT", "9000"),
+            ("WORKER_CONCURRENCY", "7"),
+            ("LOG_FORMAT", "json"),
+            ("WORKER_QUEUES", "default, emails"),
+        ])
+        .unwrap();
+        assert_eq!(settings.database_url, "postgres://u@db/x");
+        assert_eq!(settings.rabbitmq_url, "amqp://mq");
+        assert_eq!(settings.port, Some(9000));
+        assert_eq!(settings.worker_concurrency, 7);
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(settings.worker_queues().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rabbitmq_url_wins_over_its_amqp_url_alias() {
+        let settings = load(&[("AMQP_URL", "amqp://alias"), ("RABBITMQ_URL", "amqp://main")]).unwrap();
+        assert_eq!(settings.rabbitmq_url, "amqp://main");
+    }
+
+    #[test]
+    fn a_malformed_setting_is_named_in_one_line() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("WORKER_CONCURRENCY", "-3"),
+            ("DATABASE_URL", "mysql://x"),
+            ("RABBITMQ_URL", "http://x"),
+            ("LOG_FORMAT", "xml"),
+            ("ALLOWED_ORIGINS", "https://ok.example, *"),
+            ("WORKER_QUEUES", "Bad Name"),
+        ] {
+            let error = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(error.contains(var), "{var}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+}

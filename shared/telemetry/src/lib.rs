@@ -1,0 +1,142 @@
+//! Logs, metrics, process signals and the small `/health` + `/metrics`
+//! server that every non-API service runs on its `PORT` (Railway health
+//! checks, Prometheus scrapes).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use roundhouse_config::LogFormat;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Process-wide setup that must happen once, first thing in `main`: the
+/// rustls crypto provider (one provider, aws-lc, for sqlx, lapin and
+/// reqwest alike) and the log subscriber.
+pub fn init(log_format: LogFormat, log_level: &str) {
+    // Ignored if already installed (tests call this repeatedly).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    drop(result);
+}
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the Prometheus recorder is installed once")
+        })
+        .clone()
+}
+
+/// Resolves on Ctrl-C or SIGTERM (Railway and Kubernetes stop with SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// A dependency check for `/health`: returns `Err(reason)` when unhealthy.
+pub type HealthCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+#[derive(Clone)]
+struct OpsState {
+    service: &'static str,
+    started: Instant,
+    check: HealthCheck,
+    metrics: PrometheusHandle,
+}
+
+/// The health body of SPEC §4: `{"status","timestamp","service","version"}`.
+pub fn health_body(service: &str, healthy: bool, detail: Option<&str>) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "service": service,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if let Some(detail) = detail {
+        body["reason"] = detail.into();
+    }
+    body
+}
+
+async fn health(State(state): State<OpsState>) -> Response {
+    let result = (state.check)().await;
+    let status = if result.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = health_body(state.service, result.is_ok(), result.err().as_deref());
+    body["uptimeSeconds"] = state.started.elapsed().as_secs().into();
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<OpsState>) -> String {
+    state.metrics.render()
+}
+
+/// The `/health` and `/metrics` router for a service without an API of its own.
+pub fn ops_router(service: &'static str, check: HealthCheck) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(OpsState {
+            service,
+            started: Instant::now(),
+            check,
+            metrics: metrics_handle(),
+        })
+}
+
+/// Binds `[::]:port` (dual-stack: Railway's private network may be IPv6-only),
+/// falling back to `0.0.0.0` where IPv6 is unavailable.
+pub async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
+        Ok(listener) => Ok(listener),
+        Err(_) => tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await,
+    }
+}
