@@ -37,13 +37,18 @@ async fn run(db: Db, broker: Broker, mut rx: mpsc::Receiver<Dispatch>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let report = broker.publish_dispatches(&batch).await;
-        if !report.confirmed.is_empty()
-            && let Err(error) = db.mark_dispatched(&report.confirmed).await
-        {
-            // The messages are out; at worst the sweep sends duplicates,
-            // which the workers' claims drop.
-            tracing::warn!(%error, "could not mark jobs dispatched");
-        }
         batch.clear();
+        if report.confirmed.is_empty() {
+            continue;
+        }
+        // Marked off the publishing path, so the next batch goes out meanwhile.
+        let db = db.clone();
+        tokio::spawn(async move {
+            if let Err(error) = db.mark_dispatched(&report.confirmed).await {
+                // The messages are out; at worst the sweep sends duplicates,
+                // which the workers' claims drop.
+                tracing::warn!(%error, "could not mark jobs dispatched");
+            }
+        });
     }
 }

@@ -59,7 +59,12 @@ impl Scheduler {
         let mut report = TickReport::default();
         let mut first_error = None;
 
-        match self.db.promote_due_jobs(batch).await.context("promote due jobs") {
+        match self
+            .db
+            .promote_due_jobs(batch)
+            .await
+            .context("promote due jobs")
+        {
             Ok(promoted) => {
                 report.promoted = promoted.len();
                 report.unconfirmed += self.publish(&promoted).await?;
@@ -67,7 +72,12 @@ impl Scheduler {
             Err(error) => first_error = first_error.or(Some(error)),
         }
 
-        match self.db.reap_expired_leases(batch).await.context("reap expired leases") {
+        match self
+            .db
+            .reap_expired_leases(batch)
+            .await
+            .context("reap expired leases")
+        {
             Ok(reaped) => {
                 report.reaped_requeued = reaped.requeued.len();
                 report.reaped_failed = reaped.failed.len();
@@ -75,7 +85,10 @@ impl Scheduler {
                     tracing::warn!(job_id = %id, "job failed: its worker was lost on the last allowed attempt");
                 }
                 if !reaped.requeued.is_empty() {
-                    tracing::warn!(count = reaped.requeued.len(), "requeued jobs whose worker was lost");
+                    tracing::warn!(
+                        count = reaped.requeued.len(),
+                        "requeued jobs whose worker was lost"
+                    );
                 }
                 report.unconfirmed += self.publish(&reaped.requeued).await?;
             }
@@ -136,7 +149,9 @@ impl Scheduler {
         loop {
             let busy = match self.run_once().await {
                 Ok(report) => {
-                    report.promoted >= full || report.redispatched >= full || report.reaped_requeued >= full
+                    report.promoted >= full
+                        || report.redispatched >= full
+                        || report.reaped_requeued >= full
                 }
                 Err(error) => {
                     tracing::warn!(error = format!("{error:#}"), "scheduler tick failed");

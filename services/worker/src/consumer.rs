@@ -36,7 +36,10 @@ pub(crate) async fn run(
             _ = stop.cancelled() => return,
         };
         let Some(session) = session else { return };
-        let mut consumer = match session.consume_job_queue(queue.as_str(), prefetch, &tag).await {
+        let mut consumer = match session
+            .consume_job_queue(queue.as_str(), prefetch, &tag)
+            .await
+        {
             Ok(consumer) => consumer,
             Err(error) => {
                 tracing::warn!(%error, %queue, "cannot consume queue; retrying");
@@ -91,18 +94,24 @@ async fn claim_and_start(
 ) {
     let ids: Vec<Uuid> = batch
         .iter()
-        .filter_map(|(delivery, _)| match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
-            Ok(message) => Some(message.job_id),
-            Err(error) => {
-                tracing::warn!(%error, %queue, "dropping a malformed dispatch message");
-                None
+        .filter_map(|(delivery, _)| {
+            match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
+                Ok(message) => Some(message.job_id),
+                Err(error) => {
+                    tracing::warn!(%error, %queue, "dropping a malformed dispatch message");
+                    None
+                }
             }
         })
         .collect();
     let last = &batch.last().expect("batch is never empty").0;
     let claimed = match shared
         .db
-        .claim_jobs(&ids, &shared.worker_id, shared.settings.worker_lease().as_secs_f64())
+        .claim_jobs(
+            &ids,
+            &shared.worker_id,
+            shared.settings.worker_lease().as_secs_f64(),
+        )
         .await
     {
         Ok(claimed) => claimed,
@@ -126,11 +135,7 @@ async fn claim_and_start(
     // the deliveries can go (one multiple-ack covers the whole batch, since
     // every earlier delivery on this channel has been handled already).
     // Unclaimed deliveries were stale duplicates or for a paused queue.
-    if let Err(error) = last
-        .acker
-        .ack(BasicAckOptions { multiple: true })
-        .await
-    {
+    if let Err(error) = last.acker.ack(BasicAckOptions { multiple: true }).await {
         tracing::debug!(%error, "ack failed (channel lost); the broker will redeliver and the claim will drop the duplicates");
     }
     let skipped = batch.len() - claimed.len();

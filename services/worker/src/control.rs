@@ -17,7 +17,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         };
         let Some(session) = session else { return };
-        let mut consumer = match session.consume_control(&format!("{}-control", shared.worker_id)).await {
+        let mut consumer = match session
+            .consume_control(&format!("{}-control", shared.worker_id))
+            .await
+        {
             Ok(consumer) => consumer,
             Err(error) => {
                 tracing::warn!(%error, "cannot consume control messages");

@@ -82,12 +82,17 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
     };
     let stop_reason = shared.running.remove(job.id);
     let elapsed = started.elapsed();
-    let labels = [("queue", job.queue.clone()), ("job_type", job.job_type.clone())];
+    let labels = [
+        ("queue", job.queue.clone()),
+        ("job_type", job.job_type.clone()),
+    ];
 
     match (outcome, stop_reason) {
         (Outcome::Succeeded(result), _) => {
-            metrics::counter!("roundhouse_jobs_total", &labels_with(&labels, "completed")).increment(1);
-            metrics::histogram!("roundhouse_job_duration_seconds", &labels).record(elapsed.as_secs_f64());
+            metrics::counter!("roundhouse_jobs_total", &labels_with(&labels, "completed"))
+                .increment(1);
+            metrics::histogram!("roundhouse_job_duration_seconds", &labels)
+                .record(elapsed.as_secs_f64());
             tracing::info!(
                 target: "roundhouse_worker::job",
                 job_id = %job.id, queue = %job.queue, job_type = %job.job_type,
@@ -105,7 +110,8 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                 .await;
         }
         (_, Some(StopReason::Superseded)) | (Outcome::Stopped, None) => {
-            metrics::counter!("roundhouse_jobs_total", &labels_with(&labels, "stopped")).increment(1);
+            metrics::counter!("roundhouse_jobs_total", &labels_with(&labels, "stopped"))
+                .increment(1);
             tracing::info!(
                 target: "roundhouse_worker::job",
                 job_id = %job.id, queue = %job.queue, attempt = job.attempts,
@@ -114,14 +120,20 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
             );
             let _ = shared
                 .db
-                .append_log(job.id, job.attempts, "worker stopped the attempt after cancellation")
+                .append_log(
+                    job.id,
+                    job.attempts,
+                    "worker stopped the attempt after cancellation",
+                )
                 .await;
         }
         (_, Some(StopReason::Shutdown)) => {
             // Handed back to the queue by the shutdown path.
             tracing::info!(job_id = %job.id, "job interrupted by shutdown");
         }
-        (Outcome::Failed(error), None) => record_failure(&shared, &job, error, elapsed, &labels).await,
+        (Outcome::Failed(error), None) => {
+            record_failure(&shared, &job, error, elapsed, &labels).await
+        }
     }
 }
 
@@ -131,7 +143,9 @@ fn labels_with(labels: &[(&'static str, String); 2], outcome: &str) -> Vec<(&'st
     all
 }
 
-async fn stop_within_grace(mut task: tokio::task::JoinHandle<Result<serde_json::Value, HandlerError>>) {
+async fn stop_within_grace(
+    mut task: tokio::task::JoinHandle<Result<serde_json::Value, HandlerError>>,
+) {
     if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
         task.abort();
     }
@@ -145,7 +159,12 @@ async fn record_failure(
     labels: &[(&'static str, String); 2],
 ) {
     let (retryable, delay) = match &error {
-        HandlerError::Retry(_) => (true, shared.retry_policy().delay_after(job.attempts - job.attempt_base)),
+        HandlerError::Retry(_) => (
+            true,
+            shared
+                .retry_policy()
+                .delay_after(job.attempts - job.attempt_base),
+        ),
         HandlerError::RetryAfter(_, delay) => (true, *delay),
         HandlerError::Permanent(_) => (false, Duration::ZERO),
     };
@@ -154,7 +173,13 @@ async fn record_failure(
     let outcome = loop {
         match shared
             .db
-            .fail_job(job.id, job.attempts, &message, retryable, delay.as_secs_f64())
+            .fail_job(
+                job.id,
+                job.attempts,
+                &message,
+                retryable,
+                delay.as_secs_f64(),
+            )
             .await
         {
             Ok(outcome) => break outcome,

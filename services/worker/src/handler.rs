@@ -41,7 +41,12 @@ impl JobContext {
     pub async fn progress(&self, percent: u8, message: Option<&str>) {
         if let Err(error) = self
             .db
-            .record_progress(self.job_id, self.attempt, i16::from(percent.min(100)), message)
+            .record_progress(
+                self.job_id,
+                self.attempt,
+                i16::from(percent.min(100)),
+                message,
+            )
             .await
         {
             tracing::warn!(%error, job_id = %self.job_id, "could not record progress");

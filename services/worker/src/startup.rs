@@ -146,7 +146,10 @@ impl Application {
             .is_err()
         {
             let unfinished = shared.running.snapshot();
-            tracing::warn!(count = unfinished.len(), "drain timeout: handing running jobs back");
+            tracing::warn!(
+                count = unfinished.len(),
+                "drain timeout: handing running jobs back"
+            );
             shared.running.stop_all(StopReason::Shutdown);
             shared.hard_stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
@@ -177,18 +180,17 @@ async fn hand_back(shared: &Shared, unfinished: &[(uuid::Uuid, i32)]) {
         Ok(released) => {
             tracing::info!(count = released.len(), "jobs handed back to their queues");
             // Dispatch them now if we can; otherwise the scheduler's sweep will.
-            let rows: Vec<Dispatch> = futures::future::join_all(
-                released.iter().map(|id| shared.db.get_job(*id, None)),
-            )
-            .await
-            .into_iter()
-            .filter_map(|row| row.ok().flatten())
-            .map(|row| Dispatch {
-                job_id: row.id,
-                queue: row.queue,
-                priority: row.priority,
-            })
-            .collect();
+            let rows: Vec<Dispatch> =
+                futures::future::join_all(released.iter().map(|id| shared.db.get_job(*id, None)))
+                    .await
+                    .into_iter()
+                    .filter_map(|row| row.ok().flatten())
+                    .map(|row| Dispatch {
+                        job_id: row.id,
+                        queue: row.queue,
+                        priority: row.priority,
+                    })
+                    .collect();
             let report = shared.broker.publish_dispatches(&rows).await;
             let _ = shared.db.mark_dispatched(&report.confirmed).await;
         }
@@ -225,7 +227,10 @@ async fn queue_slots(shared: &Shared) -> Vec<(roundhouse_core::QueueName, usize)
 }
 
 /// Healthy when PostgreSQL answers and RabbitMQ is connected.
-pub(crate) async fn dependencies_healthy(db: &Db, broker: &roundhouse_broker::Broker) -> Result<(), String> {
+pub(crate) async fn dependencies_healthy(
+    db: &Db,
+    broker: &roundhouse_broker::Broker,
+) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(2), db.ping())
         .await
         .map_err(|_| "database timeout".to_owned())?

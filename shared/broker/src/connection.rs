@@ -46,10 +46,21 @@ impl Session {
     pub(crate) async fn ensure_job_queue(&self, queue: &str) -> Result<(), lapin::Error> {
         let mut declared = self.declared.lock().await;
         if !declared.contains(queue) {
-            self.topology.declare_job_queue(&self.publisher, queue).await?;
+            self.topology
+                .declare_job_queue(&self.publisher, queue)
+                .await?;
             declared.insert(queue.to_owned());
         }
         Ok(())
+    }
+
+    /// Forgets that `queues` were declared, so the next publish declares them
+    /// again (after the broker returned a message as unroutable).
+    pub(crate) async fn forget_queues(&self, queues: &[String]) {
+        let mut declared = self.declared.lock().await;
+        for queue in queues {
+            declared.remove(queue);
+        }
     }
 
     /// Starts consuming job queue `queue` on a channel of its own, with at most
@@ -63,7 +74,9 @@ impl Session {
         self.ensure_job_queue(queue).await?;
         let channel = self.connection.create_channel().await?;
         // QoS before consume, or the broker pushes the whole backlog at once.
-        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
         Ok(channel
             .basic_consume(
                 self.topology.job_queue(queue).into(),
@@ -231,11 +244,13 @@ async fn supervise(inner: Arc<Inner>) {
 }
 
 async fn connect(inner: &Inner) -> Result<Arc<Session>, lapin::Error> {
-    let properties =
-        ConnectionProperties::default().with_connection_name(inner.settings.connection_name.clone().into());
+    let properties = ConnectionProperties::default()
+        .with_connection_name(inner.settings.connection_name.clone().into());
     let connection = Connection::connect(&inner.settings.url, properties).await?;
     let publisher = connection.create_channel().await?;
-    publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     inner.topology.declare_exchanges(&publisher).await?;
     Ok(Arc::new(Session {
         connection,

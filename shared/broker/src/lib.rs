@@ -14,9 +14,9 @@ mod publish;
 pub mod topology;
 
 pub use connection::{Broker, BrokerSettings, Session};
+pub use lapin::Consumer;
 pub use lapin::message::Delivery;
 pub use lapin::options::{BasicAckOptions, BasicNackOptions};
-pub use lapin::Consumer;
 pub use publish::PublishReport;
 pub use topology::Topology;
 

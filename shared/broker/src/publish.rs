@@ -35,6 +35,7 @@ impl Broker {
         };
         let exchange = self.topology().jobs_exchange();
         let mut pending = Vec::with_capacity(dispatches.len());
+        let mut returned_queues = Vec::new();
         for dispatch in dispatches {
             let sent = async {
                 session.ensure_job_queue(&dispatch.queue).await?;
@@ -64,7 +65,7 @@ impl Broker {
             }
             .await;
             match sent {
-                Ok(confirm) => pending.push((dispatch.job_id, confirm)),
+                Ok(confirm) => pending.push((dispatch.job_id, dispatch.queue.as_str(), confirm)),
                 Err(error) => {
                     tracing::warn!(%error, job_id = %dispatch.job_id, "publish failed");
                     report.failed.push(dispatch.job_id);
@@ -72,17 +73,21 @@ impl Broker {
             }
         }
         let timeout = self.confirm_timeout();
-        let confirmations = join_all(pending.into_iter().map(|(id, confirm)| async move {
-            (id, tokio::time::timeout(timeout, confirm).await)
+        let confirmations = join_all(pending.into_iter().map(|(id, queue, confirm)| async move {
+            (id, queue, tokio::time::timeout(timeout, confirm).await)
         }))
         .await;
-        for (id, outcome) in confirmations {
+        for (id, queue, outcome) in confirmations {
             let reason = match outcome {
                 Ok(Ok(Confirmation::Ack(None))) => {
                     report.confirmed.push(id);
                     continue;
                 }
-                Ok(Ok(Confirmation::Ack(Some(_)))) => "returned",
+                Ok(Ok(Confirmation::Ack(Some(_)))) => {
+                    // Unroutable: the queue was deleted behind our back.
+                    returned_queues.push(queue.to_owned());
+                    "returned"
+                }
                 Ok(Ok(Confirmation::Nack(_))) => "nack",
                 Ok(Ok(Confirmation::NotRequested)) => "unconfirmed",
                 Ok(Err(_)) => "error",
@@ -91,7 +96,12 @@ impl Broker {
             metrics::counter!("roundhouse_publish_failed_total", "reason" => reason).increment(1);
             report.failed.push(id);
         }
-        metrics::counter!("roundhouse_publish_confirmed_total").increment(report.confirmed.len() as u64);
+        if !returned_queues.is_empty() {
+            // Declare them again on the next publish.
+            session.forget_queues(&returned_queues).await;
+        }
+        metrics::counter!("roundhouse_publish_confirmed_total")
+            .increment(report.confirmed.len() as u64);
         if !report.failed.is_empty() {
             tracing::warn!(
                 failed = report.failed.len(),

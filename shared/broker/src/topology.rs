@@ -84,9 +84,16 @@ impl Topology {
     }
 
     /// Declares job queue `queue` and binds it to the jobs exchange.
-    pub async fn declare_job_queue(&self, channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+    pub async fn declare_job_queue(
+        &self,
+        channel: &Channel,
+        queue: &str,
+    ) -> Result<(), lapin::Error> {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("classic".into()),
+        );
         args.insert(
             "x-max-priority".into(),
             AMQPValue::ShortShortUInt(MAX_PRIORITY),

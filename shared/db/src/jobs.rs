@@ -79,55 +79,30 @@ impl Db {
     /// [`DbError::IdempotencyConflict`] (and rolls the whole batch back).
     /// Jobs due now are stored `queued`, later ones `scheduled`.
     pub async fn enqueue_jobs(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>, DbError> {
+        // One INSERT is atomic on its own; the transaction is only needed when
+        // an idempotency conflict may have to roll the batch back.
+        if jobs.iter().all(|job| job.idempotency_key.is_none()) {
+            let inserted = Self::insert_jobs(&self.pool, jobs).await?;
+            let mut by_id: std::collections::HashMap<Uuid, JobRow> =
+                inserted.into_iter().map(|row| (row.id, row)).collect();
+            return Ok(jobs
+                .iter()
+                .filter_map(|job| by_id.remove(&job.id))
+                .map(|job| EnqueueOutcome { job, created: true })
+                .collect());
+        }
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<JobRow> = sqlx::query_as(
-            r#"
-            INSERT INTO jobs (id, queue, job_type, user_id, payload, status, priority,
-                              max_retries, run_at, timeout_seconds, idempotency_key,
-                              queued_at, traceparent)
-            SELECT n.id, n.queue, n.job_type, n.user_id, n.payload,
-                   CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'queued' END,
-                   n.priority, n.max_retries, t.run_at, n.timeout_seconds, n.idempotency_key,
-                   CASE WHEN t.run_at > now() THEN NULL ELSE now() END,
-                   n.traceparent
-              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
-                          $6::int[], $7::int[], $8::int[], $9::text[],
-                          $10::timestamptz[], $11::bigint[], $12::text[])
-                   WITH ORDINALITY
-                   AS n(id, queue, job_type, user_id, payload, priority, max_retries,
-                        timeout_seconds, idempotency_key, run_at, delay_ms, traceparent, ord)
-             CROSS JOIN LATERAL (
-                   SELECT coalesce(n.run_at,
-                                   now() + make_interval(secs => coalesce(n.delay_ms, 0) / 1000.0))
-                          AS run_at) t
-             ORDER BY n.ord
-            ON CONFLICT (coalesce(user_id, ''), idempotency_key)
-               WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING *
-            "#,
-        )
-        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.queue.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.job_type.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.user_id.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.max_retries).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.timeout_seconds).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.idempotency_key.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.delay_ms).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.traceparent.clone()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-
+        let inserted = Self::insert_jobs(&mut *tx, jobs).await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut by_id: std::collections::HashMap<Uuid, JobRow> =
             inserted.into_iter().map(|row| (row.id, row)).collect();
         let mut missing = Vec::new();
         for (index, job) in jobs.iter().enumerate() {
             match by_id.remove(&job.id) {
-                Some(row) => outcomes.push(Some(EnqueueOutcome { job: row, created: true })),
+                Some(row) => outcomes.push(Some(EnqueueOutcome {
+                    job: row,
+                    created: true,
+                })),
                 None => {
                     missing.push(index);
                     outcomes.push(None);
@@ -141,8 +116,10 @@ impl Db {
                 .iter()
                 .map(|&i| jobs[i].user_id.clone().unwrap_or_default())
                 .collect();
-            let keys: Vec<Option<String>> =
-                missing.iter().map(|&i| jobs[i].idempotency_key.clone()).collect();
+            let keys: Vec<Option<String>> = missing
+                .iter()
+                .map(|&i| jobs[i].idempotency_key.clone())
+                .collect();
             let existing: Vec<JobRow> = sqlx::query_as(
                 r#"
                 SELECT j.*
@@ -178,6 +155,63 @@ impl Db {
         }
         tx.commit().await?;
         Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    /// The multi-row INSERT behind [`Db::enqueue_jobs`]: rows that lost an
+    /// idempotency-key conflict are skipped.
+    async fn insert_jobs<'e>(
+        executor: impl sqlx::PgExecutor<'e>,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobRow>, DbError> {
+        let rows: Vec<JobRow> = sqlx::query_as(
+            r#"
+            INSERT INTO jobs (id, queue, job_type, user_id, payload, status, priority,
+                              max_retries, run_at, timeout_seconds, idempotency_key,
+                              queued_at, traceparent)
+            SELECT n.id, n.queue, n.job_type, n.user_id, n.payload,
+                   CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'queued' END,
+                   n.priority, n.max_retries, t.run_at, n.timeout_seconds, n.idempotency_key,
+                   CASE WHEN t.run_at > now() THEN NULL ELSE now() END,
+                   n.traceparent
+              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
+                          $6::int[], $7::int[], $8::int[], $9::text[],
+                          $10::timestamptz[], $11::bigint[], $12::text[])
+                   WITH ORDINALITY
+                   AS n(id, queue, job_type, user_id, payload, priority, max_retries,
+                        timeout_seconds, idempotency_key, run_at, delay_ms, traceparent, ord)
+             CROSS JOIN LATERAL (
+                   SELECT coalesce(n.run_at,
+                                   now() + make_interval(secs => coalesce(n.delay_ms, 0) / 1000.0))
+                          AS run_at) t
+             ORDER BY n.ord
+            ON CONFLICT (coalesce(user_id, ''), idempotency_key)
+               WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING *
+            "#,
+        )
+        .bind(jobs.iter().map(|j| j.id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.queue.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.job_type.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.user_id.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_retries).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.timeout_seconds).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.idempotency_key.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.delay_ms).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.traceparent.clone())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(executor)
+        .await?;
+        Ok(rows)
     }
 
     /// One job, if it exists and (when `owner` is given) belongs to that user.
@@ -222,7 +256,11 @@ impl Db {
     /// Cancels a job that has not finished. A queued or scheduled job will never
     /// run; a processing job's attempt is superseded at once (its completion
     /// will be refused) and its worker is expected to stop it.
-    pub async fn cancel_job(&self, id: Uuid, owner: Option<&str>) -> Result<CancelOutcome, DbError> {
+    pub async fn cancel_job(
+        &self,
+        id: Uuid,
+        owner: Option<&str>,
+    ) -> Result<CancelOutcome, DbError> {
         #[derive(sqlx::FromRow)]
         struct Cancelled {
             #[sqlx(flatten)]
@@ -255,7 +293,9 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(Cancelled { job, was_running }) => Ok(CancelOutcome::Cancelled { job, was_running }),
+            Some(Cancelled { job, was_running }) => {
+                Ok(CancelOutcome::Cancelled { job, was_running })
+            }
             None => match self.get_job(id, owner).await? {
                 Some(job) => Ok(CancelOutcome::AlreadyTerminal(job)),
                 None => Ok(CancelOutcome::NotFound),

@@ -89,7 +89,8 @@ impl Db {
     pub async fn complete_jobs(&self, completions: &[Completion]) -> Result<Vec<Uuid>, DbError> {
         let ids: Vec<Uuid> = completions.iter().map(|c| c.job_id).collect();
         let attempts: Vec<i32> = completions.iter().map(|c| c.attempt).collect();
-        let results: Vec<serde_json::Value> = completions.iter().map(|c| c.result.clone()).collect();
+        let results: Vec<serde_json::Value> =
+            completions.iter().map(|c| c.result.clone()).collect();
         Ok(sqlx::query_scalar(
             r#"
             WITH done AS (

@@ -106,8 +106,38 @@ impl Db {
 
     /// Per-queue concurrency overrides set by an operator.
     pub async fn queue_concurrency(&self) -> Result<Vec<(String, Option<i32>)>, DbError> {
-        Ok(sqlx::query_as("SELECT name, concurrency FROM queues ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT name, concurrency FROM queues ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+impl Db {
+    /// Enqueue-to-start delay (ms) of each started job among `ids`,
+    /// measured on the database clock (benchmarks).
+    pub async fn start_delays_ms(&self, ids: &[uuid::Uuid]) -> Result<Vec<f64>, DbError> {
+        Ok(sqlx::query_scalar(
+            r#"
+            SELECT (extract(epoch FROM started_at - created_at) * 1000.0)::float8
+              FROM jobs
+             WHERE id = ANY($1) AND started_at IS NOT NULL
+            "#,
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many jobs of `queue` have status `status` (benchmarks, tests).
+    pub async fn count_jobs(&self, queue: &str, status: &str) -> Result<i64, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE queue = $1 AND status = $2")
+                .bind(queue)
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 }

@@ -42,8 +42,11 @@ impl JobHandler for Sleep {
             }
             if steps > 1 {
                 let percent = (done * 100 / steps) as u8;
-                ctx.progress(percent, Some(&format!("slept {}ms", step.as_millis() as u64 * done)))
-                    .await;
+                ctx.progress(
+                    percent,
+                    Some(&format!("slept {}ms", step.as_millis() as u64 * done)),
+                )
+                .await;
             }
         }
         Ok(json!({ "sleptMs": ms }))

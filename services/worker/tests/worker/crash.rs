@@ -19,8 +19,12 @@ async fn a_job_whose_worker_is_killed_completes_exactly_once_on_another_worker()
     let stack = Stack::api_only().await;
     let scheduler = stack.scheduler().await;
     let mut first = stack.worker_process(&[]);
-    let id = stack.enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 2500}})).await;
-    let running = stack.wait_for_status(id, "processing", Duration::from_secs(15)).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 2500}}))
+        .await;
+    let running = stack
+        .wait_for_status(id, "processing", Duration::from_secs(15))
+        .await;
     assert_eq!(running.attempts, 1);
     let dead_worker = running.worker_id.clone().unwrap();
 
@@ -29,8 +33,13 @@ async fn a_job_whose_worker_is_killed_completes_exactly_once_on_another_worker()
 
     let mut second = stack.worker_process(&[]);
     // Lease (3 s in tests) expires, the scheduler reaps it, the second worker runs it.
-    let job = stack.wait_for_status(id, "completed", Duration::from_secs(30)).await;
-    assert_eq!(job.attempts, 2, "the lost attempt plus the one that finished");
+    let job = stack
+        .wait_for_status(id, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        job.attempts, 2,
+        "the lost attempt plus the one that finished"
+    );
     assert_ne!(job.worker_id.as_deref(), Some(dead_worker.as_str()));
 
     // The dead attempt's completion, arriving late, is refused...
@@ -46,7 +55,12 @@ async fn a_job_whose_worker_is_killed_completes_exactly_once_on_another_worker()
         .unwrap();
     assert!(accepted.is_empty());
     // ...and so is its failure report.
-    let outcome = stack.env.db.fail_job(id, 1, "late", true, 0.0).await.unwrap();
+    let outcome = stack
+        .env
+        .db
+        .fail_job(id, 1, "late", true, 0.0)
+        .await
+        .unwrap();
     assert_eq!(outcome, roundhouse_db::FailOutcome::Superseded);
     let job = stack.job(id).await;
     assert_eq!(job.status, "completed");
@@ -76,8 +90,12 @@ async fn a_job_whose_worker_is_killed_completes_exactly_once_on_another_worker()
 async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
     let stack = Stack::api_only().await;
     let mut worker = stack.worker_process(&[]);
-    let id = stack.enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 1500}})).await;
-    stack.wait_for_status(id, "processing", Duration::from_secs(15)).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 1500}}))
+        .await;
+    stack
+        .wait_for_status(id, "processing", Duration::from_secs(15))
+        .await;
 
     signal(&worker, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), worker.wait())
@@ -86,7 +104,10 @@ async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
         .unwrap();
     assert!(status.success(), "{status}");
     let job = stack.job(id).await;
-    assert_eq!(job.status, "completed", "the running job finished during the drain");
+    assert_eq!(
+        job.status, "completed",
+        "the running job finished during the drain"
+    );
     assert_eq!(job.attempts, 1);
 }
 
@@ -95,8 +116,12 @@ async fn a_job_longer_than_the_drain_timeout_is_handed_back_and_finished_elsewhe
     let stack = Stack::api_only().await;
     let scheduler = stack.scheduler().await;
     let mut worker = stack.worker_process(&[("WORKER_DRAIN_SECONDS", "1")]);
-    let id = stack.enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 4000}, "maxRetries": 0})).await;
-    stack.wait_for_status(id, "processing", Duration::from_secs(15)).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 4000}, "maxRetries": 0}))
+        .await;
+    stack
+        .wait_for_status(id, "processing", Duration::from_secs(15))
+        .await;
 
     signal(&worker, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), worker.wait())
@@ -109,7 +134,9 @@ async fn a_job_longer_than_the_drain_timeout_is_handed_back_and_finished_elsewhe
 
     // maxRetries 0, yet the hand-back did not use up the retry budget.
     let other = stack.worker().await;
-    let job = stack.wait_for_status(id, "completed", Duration::from_secs(20)).await;
+    let job = stack
+        .wait_for_status(id, "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(job.attempts, 2);
     other.stop().await.unwrap();
     scheduler.stop().await.unwrap();
@@ -121,8 +148,12 @@ async fn a_job_outliving_two_leases_is_kept_alive_by_heartbeats_and_never_reaped
     let scheduler = stack.scheduler().await;
     let worker = stack.worker().await;
     // Lease is 3 s in tests: this job outlives it twice over.
-    let id = stack.enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 7000}})).await;
-    let job = stack.wait_for_status(id, "completed", Duration::from_secs(20)).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 7000}}))
+        .await;
+    let job = stack
+        .wait_for_status(id, "completed", Duration::from_secs(20))
+        .await;
     assert_eq!(job.attempts, 1, "never reaped while its worker was alive");
     worker.stop().await.unwrap();
     scheduler.stop().await.unwrap();

@@ -85,7 +85,9 @@ impl Stack {
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = roundhouse_config::Settings::load_from(|name| env.get(name).cloned())
             .expect("worker settings");
-        let app = roundhouse_worker::Application::build(settings).await.expect("worker builds");
+        let app = roundhouse_worker::Application::build(settings)
+            .await
+            .expect("worker builds");
         let stop = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
         Running { stop, task }
@@ -106,7 +108,11 @@ impl Stack {
         let mut env: HashMap<String, String> = self.env.env();
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_roundhouse-worker"));
-        command.env_clear().envs(env).kill_on_drop(true).stdin(Stdio::null());
+        command
+            .env_clear()
+            .envs(env)
+            .kill_on_drop(true)
+            .stdin(Stdio::null());
         if std::env::var_os("TEST_LOG").is_none() {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
@@ -149,11 +155,21 @@ impl Stack {
 
     /// The job row.
     pub async fn job(&self, id: Uuid) -> JobRow {
-        self.env.db.get_job(id, None).await.unwrap().expect("job exists")
+        self.env
+            .db
+            .get_job(id, None)
+            .await
+            .unwrap()
+            .expect("job exists")
     }
 
     /// Waits until the job satisfies `done`, or panics after `timeout`.
-    pub async fn wait_for(&self, id: Uuid, timeout: Duration, done: impl Fn(&JobRow) -> bool) -> JobRow {
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+        done: impl Fn(&JobRow) -> bool,
+    ) -> JobRow {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(id).await;

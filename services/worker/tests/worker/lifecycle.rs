@@ -10,13 +10,19 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn a_noop_job_runs_to_completion_with_its_result() {
     let stack = Stack::api_only().await;
     let worker = stack.worker().await;
-    let id = stack.enqueue_ok(json!({"jobType": "noop", "payload": {"n": 1}})).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "noop", "payload": {"n": 1}}))
+        .await;
 
     let job = stack.wait_for_status(id, "completed", WAIT).await;
     assert_eq!(job.result, Some(json!({})));
     assert_eq!(job.attempts, 1);
     assert_eq!(job.progress, 100);
-    assert!(job.worker_id.as_deref().is_some_and(|w| w.starts_with("worker-")));
+    assert!(
+        job.worker_id
+            .as_deref()
+            .is_some_and(|w| w.starts_with("worker-"))
+    );
     assert!(job.started_at.unwrap() <= job.completed_at.unwrap());
 
     let statuses: Vec<String> = stack
@@ -28,7 +34,9 @@ async fn a_noop_job_runs_to_completion_with_its_result() {
         .collect();
     assert_eq!(statuses, ["processing", "completed"]);
 
-    let (status, body) = stack.call(reqwest::Method::GET, &format!("/api/jobs/{id}")).await;
+    let (status, body) = stack
+        .call(reqwest::Method::GET, &format!("/api/jobs/{id}"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "completed");
     assert_eq!(body["result"], json!({}));
@@ -102,8 +110,14 @@ async fn a_delayed_job_does_not_start_before_its_run_at() {
 
     let job = stack.wait_for_status(id, "completed", WAIT).await;
     let waited = job.started_at.unwrap() - job.created_at;
-    assert!(waited >= chrono::Duration::milliseconds(1500), "started after {waited}");
-    assert!(waited < chrono::Duration::milliseconds(3000), "started late: {waited}");
+    assert!(
+        waited >= chrono::Duration::milliseconds(1500),
+        "started after {waited}"
+    );
+    assert!(
+        waited < chrono::Duration::milliseconds(3000),
+        "started late: {waited}"
+    );
     worker.stop().await.unwrap();
     scheduler.stop().await.unwrap();
 }
@@ -115,7 +129,9 @@ async fn a_job_over_its_timeout_is_stopped_and_failed() {
     let id = stack
         .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 20000}, "timeoutSeconds": 1, "maxRetries": 0}))
         .await;
-    let job = stack.wait_for_status(id, "failed", Duration::from_secs(8)).await;
+    let job = stack
+        .wait_for_status(id, "failed", Duration::from_secs(8))
+        .await;
     assert_eq!(job.error.as_deref(), Some("timed out after 1s"));
     worker.stop().await.unwrap();
 }
@@ -124,7 +140,9 @@ async fn a_job_over_its_timeout_is_stopped_and_failed() {
 async fn progress_reported_by_a_handler_is_recorded_in_the_timeline() {
     let stack = Stack::api_only().await;
     let worker = stack.worker().await;
-    let id = stack.enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 1000}})).await;
+    let id = stack
+        .enqueue_ok(json!({"jobType": "sleep", "payload": {"ms": 1000}}))
+        .await;
     stack.wait_for_status(id, "completed", WAIT).await;
     let progress: Vec<i64> = stack
         .events(id)
@@ -141,7 +159,9 @@ async fn progress_reported_by_a_handler_is_recorded_in_the_timeline() {
 async fn a_batch_of_jobs_all_complete() {
     let stack = Stack::api_only().await;
     let worker = stack.worker().await;
-    let jobs: Vec<_> = (0..50).map(|i| json!({"jobType": "noop", "payload": {"i": i}})).collect();
+    let jobs: Vec<_> = (0..50)
+        .map(|i| json!({"jobType": "noop", "payload": {"i": i}}))
+        .collect();
     let response = stack
         .http
         .post(format!("{}/api/jobs/batch", stack.api_url))
@@ -171,7 +191,9 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
     let stack = Stack::api_only().await;
     let worker = stack.worker().await;
     let scheduler = stack.scheduler().await;
-    let (status, _) = stack.call(reqwest::Method::POST, "/api/queues/default/pause").await;
+    let (status, _) = stack
+        .call(reqwest::Method::POST, "/api/queues/default/pause")
+        .await;
     assert_eq!(status, 200);
     let id = stack.enqueue_ok(json!({"jobType": "noop"})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -179,7 +201,9 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
     assert_eq!(job.status, "queued", "a paused queue starts nothing");
     assert_eq!(job.attempts, 0);
 
-    let (status, body) = stack.call(reqwest::Method::POST, "/api/queues/default/resume").await;
+    let (status, body) = stack
+        .call(reqwest::Method::POST, "/api/queues/default/resume")
+        .await;
     assert_eq!(status, 200, "{body}");
     let job = stack.wait_for_status(id, "completed", WAIT).await;
     assert_eq!(job.attempts, 1);

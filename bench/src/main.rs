@@ -1,0 +1,445 @@
+//! `make bench`: end-to-end throughput and latency of the real binaries.
+//!
+//! Starts release builds of roundhouse-api, -worker and -scheduler against a
+//! fresh database and RabbitMQ prefix, then measures
+//! 1. single enqueues: N `noop` jobs over HTTP from concurrent clients, until
+//!    all are `completed` in PostgreSQL;
+//! 2. batch enqueues: M jobs through `/api/jobs/batch`, until all are completed;
+//! 3. enqueue→start latency at a fixed offered rate below saturation;
+//! 4. each service's idle and peak RSS.
+//! Results go to `bench/out/results.json` and `bench/out/results.md`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use roundhouse_db::{Db, PoolSettings};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const TOKEN: &str = "bench-service-token-0123456789abcdef";
+
+struct Options {
+    single_jobs: usize,
+    single_concurrency: usize,
+    batch_jobs: usize,
+    batch_size: usize,
+    rate: u64,
+    rate_seconds: u64,
+    out: PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        single_jobs: 20_000,
+        single_concurrency: 64,
+        batch_jobs: 100_000,
+        batch_size: 500,
+        rate: 500,
+        rate_seconds: 10,
+        out: PathBuf::from("bench/out"),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args
+            .get(i + 1)
+            .with_context(|| format!("{} needs a value", args[i]))?;
+        match args[i].as_str() {
+            "--single-jobs" => options.single_jobs = value.parse()?,
+            "--concurrency" => options.single_concurrency = value.parse()?,
+            "--batch-jobs" => options.batch_jobs = value.parse()?,
+            "--batch-size" => options.batch_size = value.parse()?,
+            "--rate" => options.rate = value.parse()?,
+            "--rate-seconds" => options.rate_seconds = value.parse()?,
+            "--out" => options.out = PathBuf::from(value),
+            other => bail!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    Ok(options)
+}
+
+struct Service {
+    name: &'static str,
+    child: tokio::process::Child,
+    idle_rss_kb: u64,
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn spawn(
+    bin_dir: &Path,
+    name: &'static str,
+    env: &HashMap<String, String>,
+    port: u16,
+) -> anyhow::Result<Service> {
+    let binary = bin_dir.join(format!("roundhouse-{name}"));
+    let child = tokio::process::Command::new(&binary)
+        .envs(env)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "start {} (run `cargo build --release --bins` first)",
+                binary.display()
+            )
+        })?;
+    Ok(Service {
+        name,
+        child,
+        idle_rss_kb: 0,
+    })
+}
+
+async fn wait_completed(db: &Db, total: i64, timeout: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = db.count_jobs("default", "completed").await?;
+        if done >= total {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("only {done} of {total} jobs completed in {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    roundhouse_telemetry::init(roundhouse_config::LogFormat::Pretty, "warn");
+    let admin = std::env::var("BENCH_DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let rabbitmq = std::env::var("RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let database = format!("rh_bench_{stamp}");
+    roundhouse_db::create_database(&admin, &database).await?;
+    let database_url = format!(
+        "{}/{database}",
+        &admin[..admin.rfind('/').expect("admin URL has a database")]
+    );
+    let db = Db::connect_lazy(&database_url, &PoolSettings::default())?;
+    db.migrate().await?;
+
+    let env: HashMap<String, String> = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("RABBITMQ_URL", rabbitmq.as_str()),
+        ("RABBITMQ_PREFIX", &format!("rhbench_{stamp}")),
+        ("ROUNDHOUSE_SERVICE_TOKEN", TOKEN),
+        ("LOG_LEVEL", "warn"),
+        ("LOG_FORMAT", "json"),
+        ("WORKER_QUEUES", "default"),
+        ("WORKER_CONCURRENCY", "256"),
+        ("DATABASE_MAX_CONNECTIONS", "16"),
+        ("BATCH_MAX_JOBS", "1000"),
+        ("ROUNDHOUSE_CONFIG", "/nonexistent/roundhouse.toml"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("bench binary has a directory")?
+        .to_path_buf();
+    let api_port = 18480;
+    let mut services = vec![spawn(&bin_dir, "api", &env, api_port)?];
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let api = format!("http://127.0.0.1:{api_port}");
+    let started = Instant::now();
+    loop {
+        if http
+            .get(format!("{api}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the api did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    services.push(spawn(&bin_dir, "worker", &env, api_port + 2)?);
+    services.push(spawn(&bin_dir, "scheduler", &env, api_port + 3)?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for service in &mut services {
+        service.idle_rss_kb = proc_status(service.child.id().unwrap_or(0), "VmRSS:");
+    }
+
+    // 1. Single enqueues from concurrent clients.
+    println!(
+        "single enqueue: {} jobs, {} clients",
+        options.single_jobs, options.single_concurrency
+    );
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let begin = Instant::now();
+    let clients: Vec<_> = (0..options.single_concurrency)
+        .map(|_| {
+            let http = http.clone();
+            let next = next.clone();
+            let url = format!("{api}/api/jobs/enqueue");
+            let total = options.single_jobs;
+            tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .json(&json!({"jobType": "noop"}))
+                        .send()
+                        .await?;
+                    if response.status() != 202 {
+                        bail!("enqueue answered {}", response.status());
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await??;
+    }
+    let enqueued = begin.elapsed();
+    let done = wait_completed(&db, options.single_jobs as i64, Duration::from_secs(600)).await?;
+    let single_elapsed = done - begin;
+    let single = json!({
+        "jobs": options.single_jobs,
+        "clients": options.single_concurrency,
+        "enqueueSeconds": enqueued.as_secs_f64(),
+        "enqueuePerSecond": options.single_jobs as f64 / enqueued.as_secs_f64(),
+        "endToEndSeconds": single_elapsed.as_secs_f64(),
+        "jobsPerSecond": options.single_jobs as f64 / single_elapsed.as_secs_f64(),
+    });
+    println!("  {single}");
+
+    // 2. Batch enqueues.
+    println!(
+        "batch enqueue: {} jobs in batches of {}",
+        options.batch_jobs, options.batch_size
+    );
+    let batches = options.batch_jobs.div_ceil(options.batch_size);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let begin = Instant::now();
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let http = http.clone();
+            let next = next.clone();
+            let url = format!("{api}/api/jobs/batch");
+            let size = options.batch_size;
+            tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < batches {
+                    let jobs: Vec<Value> = (0..size).map(|_| json!({"jobType": "noop"})).collect();
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .json(&json!({"jobs": jobs}))
+                        .send()
+                        .await?;
+                    if response.status() != 202 {
+                        bail!("batch enqueue answered {}", response.status());
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await??;
+    }
+    let enqueued = begin.elapsed();
+    let batch_total = batches * options.batch_size;
+    let done = wait_completed(
+        &db,
+        (options.single_jobs + batch_total) as i64,
+        Duration::from_secs(900),
+    )
+    .await?;
+    let batch_elapsed = done - begin;
+    let batch = json!({
+        "jobs": batch_total,
+        "batchSize": options.batch_size,
+        "enqueueSeconds": enqueued.as_secs_f64(),
+        "enqueuePerSecond": batch_total as f64 / enqueued.as_secs_f64(),
+        "endToEndSeconds": batch_elapsed.as_secs_f64(),
+        "jobsPerSecond": batch_total as f64 / batch_elapsed.as_secs_f64(),
+    });
+    println!("  {batch}");
+
+    // 3. Latency at a fixed offered rate.
+    println!(
+        "latency: {} jobs/s offered for {} s",
+        options.rate, options.rate_seconds
+    );
+    let total = (options.rate * options.rate_seconds) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / options.rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = Vec::with_capacity(total);
+    for _ in 0..total {
+        ticker.tick().await;
+        let http = http.clone();
+        let url = format!("{api}/api/jobs/enqueue");
+        requests.push(tokio::spawn(async move {
+            let body: Value = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&json!({"jobType": "noop"}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            body["jobId"]
+                .as_str()
+                .context("no jobId")?
+                .parse::<Uuid>()
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    let mut ids = Vec::with_capacity(total);
+    for request in requests {
+        ids.push(request.await??);
+    }
+    wait_completed(
+        &db,
+        (options.single_jobs + batch_total + total) as i64,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let mut delays = db.start_delays_ms(&ids).await?;
+    delays.sort_by(|a, b| a.total_cmp(b));
+    let latency = json!({
+        "offeredPerSecond": options.rate,
+        "jobs": total,
+        "p50Ms": percentile(&delays, 50.0),
+        "p90Ms": percentile(&delays, 90.0),
+        "p99Ms": percentile(&delays, 99.0),
+        "maxMs": delays.last().copied().unwrap_or(f64::NAN),
+    });
+    println!("  {latency}");
+
+    // 4. Memory, then a clean stop.
+    let mut memory = serde_json::Map::new();
+    for service in &mut services {
+        let pid = service.child.id().unwrap_or(0);
+        memory.insert(
+            service.name.to_owned(),
+            json!({
+                "idleRssMb": service.idle_rss_kb as f64 / 1024.0,
+                "peakRssMb": proc_status(pid, "VmHWM:") as f64 / 1024.0,
+            }),
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    for service in &mut services {
+        let status = tokio::time::timeout(Duration::from_secs(30), service.child.wait()).await;
+        if !matches!(status, Ok(Ok(s)) if s.success()) {
+            eprintln!("{} did not exit cleanly: {status:?}", service.name);
+        }
+    }
+    db.close().await;
+    let _ = roundhouse_db::drop_database(&admin, &database).await;
+
+    let results = json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "note": "PostgreSQL, RabbitMQ, the services and the load generator share this machine",
+        },
+        "single": single,
+        "batch": batch,
+        "latency": latency,
+        "memory": memory,
+    });
+    std::fs::create_dir_all(&options.out)?;
+    std::fs::write(
+        options.out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let mut table = String::from("| measure | result |\n|---|---|\n");
+    let row = |table: &mut String, name: &str, value: String| {
+        table.push_str(&format!("| {name} | {value} |\n"))
+    };
+    row(
+        &mut table,
+        "single enqueue, end to end",
+        format!(
+            "{:.0} jobs/s ({} jobs, {} clients)",
+            results["single"]["jobsPerSecond"].as_f64().unwrap_or(0.0),
+            options.single_jobs,
+            options.single_concurrency
+        ),
+    );
+    row(
+        &mut table,
+        "batch enqueue, end to end",
+        format!(
+            "{:.0} jobs/s ({} jobs, batches of {})",
+            results["batch"]["jobsPerSecond"].as_f64().unwrap_or(0.0),
+            batch_total,
+            options.batch_size
+        ),
+    );
+    row(
+        &mut table,
+        "batch enqueue, API only",
+        format!(
+            "{:.0} jobs/s",
+            results["batch"]["enqueuePerSecond"].as_f64().unwrap_or(0.0)
+        ),
+    );
+    row(
+        &mut table,
+        &format!("enqueue→start at {} jobs/s", options.rate),
+        format!(
+            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            latency["p50Ms"].as_f64().unwrap_or(0.0),
+            latency["p90Ms"].as_f64().unwrap_or(0.0),
+            latency["p99Ms"].as_f64().unwrap_or(0.0),
+            latency["maxMs"].as_f64().unwrap_or(0.0)
+        ),
+    );
+    for (name, m) in &memory {
+        row(
+            &mut table,
+            &format!("{name} RSS"),
+            format!(
+                "idle {:.1} MB, peak {:.1} MB",
+                m["idleRssMb"].as_f64().unwrap_or(0.0),
+                m["peakRssMb"].as_f64().unwrap_or(0.0)
+            ),
+        );
+    }
+    std::fs::write(options.out.join("results.md"), &table)?;
+    println!("\n{table}");
+    Ok(())
+}
