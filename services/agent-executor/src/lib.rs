@@ -41,7 +41,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let db = self.db.clone();
         let router = roundhouse_telemetry::ops_router(
             "agent-executor",

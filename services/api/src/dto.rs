@@ -101,10 +101,9 @@ pub struct BatchRequest {
 impl EnqueueRequest {
     /// Validates the request for `caller`; the message of a refusal names the field.
     pub fn into_new_job(self, caller: &Caller) -> Result<NewJob, ApiError> {
-        let job_type: JobType = self
-            .job_type
-            .parse()
-            .map_err(|_| ApiError::validation(format!("jobType: unknown job type `{}`", self.job_type)))?;
+        let job_type: JobType = self.job_type.parse().map_err(|_| {
+            ApiError::validation(format!("jobType: unknown job type `{}`", self.job_type))
+        })?;
         if !job_type.is_available() {
             return Err(ApiError::validation(format!(
                 "jobType: `{job_type}` is not available in this release"
@@ -116,50 +115,77 @@ impl EnqueueRequest {
         }
         validate_payload(job_type, &payload)?;
         let queue = match self.queue {
-            Some(name) => QueueName::parse(&name).map_err(|e| ApiError::validation(format!("queue: {e}")))?,
+            Some(name) => {
+                QueueName::parse(&name).map_err(|e| ApiError::validation(format!("queue: {e}")))?
+            }
             None => job_type.default_queue(),
         };
         let priority = self.priority.unwrap_or(0);
         if !(-1000..=1000).contains(&priority) {
-            return Err(ApiError::validation("priority: must be between -1000 and 1000"));
+            return Err(ApiError::validation(
+                "priority: must be between -1000 and 1000",
+            ));
         }
         if self.delay_seconds.is_some() && self.run_at.is_some() {
-            return Err(ApiError::validation("give either delaySeconds or runAt, not both"));
+            return Err(ApiError::validation(
+                "give either delaySeconds or runAt, not both",
+            ));
+        }
+        if self
+            .run_at
+            .is_some_and(|at| at > chrono::Utc::now() + chrono::Duration::days(365))
+        {
+            return Err(ApiError::validation("runAt: must be within one year"));
         }
         let delay_ms = match self.delay_seconds {
             Some(delay) if !delay.is_finite() || delay < 0.0 => {
                 return Err(ApiError::validation("delaySeconds: must be zero or more"));
             }
             Some(delay) if delay > MAX_DELAY_SECONDS => {
-                return Err(ApiError::validation("delaySeconds: must be at most one year"));
+                return Err(ApiError::validation(
+                    "delaySeconds: must be at most one year",
+                ));
             }
             Some(delay) => Some((delay * 1000.0).round() as i64),
             None => None,
         };
-        let max_retries = self.max_retries.unwrap_or_else(|| job_type.default_max_retries());
+        let max_retries = self
+            .max_retries
+            .unwrap_or_else(|| job_type.default_max_retries());
         if !(0..=100).contains(&max_retries) {
-            return Err(ApiError::validation("maxRetries: must be between 0 and 100"));
+            return Err(ApiError::validation(
+                "maxRetries: must be between 0 and 100",
+            ));
         }
         let timeout_seconds = self
             .timeout_seconds
             .unwrap_or_else(|| job_type.default_timeout_seconds());
         if !(1..=7 * 24 * 3600).contains(&timeout_seconds) {
-            return Err(ApiError::validation("timeoutSeconds: must be between 1 and 604800"));
+            return Err(ApiError::validation(
+                "timeoutSeconds: must be between 1 and 604800",
+            ));
         }
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.len() > 255)
         {
-            return Err(ApiError::validation("idempotencyKey: must be 1-255 characters"));
+            return Err(ApiError::validation(
+                "idempotencyKey: must be 1-255 characters",
+            ));
         }
         let user_id = match (caller.owner(), self.user_id) {
             (None, user_id) => user_id,
             (Some(own), None) => Some(own.to_owned()),
             (Some(own), Some(asked)) if asked == own => Some(asked),
             (Some(_), Some(_)) => {
-                return Err(ApiError::forbidden("userId: only the service may enqueue for another user"));
+                return Err(ApiError::forbidden(
+                    "userId: only the service may enqueue for another user",
+                ));
             }
         };
-        if user_id.as_ref().is_some_and(|u| u.is_empty() || u.len() > 255) {
+        if user_id
+            .as_ref()
+            .is_some_and(|u| u.is_empty() || u.len() > 255)
+        {
             return Err(ApiError::validation("userId: must be 1-255 characters"));
         }
         Ok(NewJob {
@@ -184,7 +210,9 @@ fn validate_payload(job_type: JobType, payload: &serde_json::Value) -> Result<()
     match job_type {
         JobType::Sleep => match payload.get("ms").and_then(|v| v.as_u64()) {
             Some(ms) if ms <= 24 * 3600 * 1000 => Ok(()),
-            _ => Err(ApiError::validation("payload.ms: sleep needs a whole number of milliseconds up to one day")),
+            _ => Err(ApiError::validation(
+                "payload.ms: sleep needs a whole number of milliseconds up to one day",
+            )),
         },
         JobType::Fail => {
             if payload.get("times").is_some_and(|v| !v.is_i64()) {

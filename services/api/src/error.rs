@@ -36,7 +36,29 @@ impl ApiError {
 
     /// 422: well-formed but invalid input; the message names the field.
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            message,
+        )
+    }
+
+    /// 405 (the caller adds `Allow`).
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this path",
+        )
+    }
+
+    /// 415.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     /// 403.
@@ -46,7 +68,11 @@ impl ApiError {
 
     /// 404. Also the answer for another user's job: its existence is not revealed.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409.
@@ -109,10 +135,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(seconds.max(1)),
-            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -146,9 +171,11 @@ impl From<AuthError> for ApiError {
                 "unauthorized",
                 "missing bearer token",
             ),
-            AuthError::Invalid(_) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid or expired token")
-            }
+            AuthError::Invalid(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "invalid or expired token",
+            ),
             AuthError::Forbidden(reason) => ApiError::forbidden(reason),
             AuthError::KeysUnavailable => {
                 ApiError::unavailable("token signing keys are unavailable; try again")

@@ -64,7 +64,9 @@ impl FromRequestParts<AppState> for AdminCaller {
         if principal.is_admin() {
             Ok(AdminCaller(principal))
         } else {
-            Err(ApiError::forbidden("this endpoint is for the service token or admins"))
+            Err(ApiError::forbidden(
+                "this endpoint is for the service token or admins",
+            ))
         }
     }
 }
@@ -115,8 +117,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "invalid_json",
             format!("the body is not valid JSON: {}", rejection.body_text()),
         ),
-        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
-            "unsupported_media_type",
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(
             "send the body as JSON with `Content-Type: application/json`",
         ),
         _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

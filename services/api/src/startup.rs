@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use roundhouse_auth::{AuthSettings, Authenticator};
@@ -106,7 +106,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let limits = self.state.limits.clone();
         let pruner = tokio::spawn(async move {
             let mut every = tokio::time::interval(PRUNE_EVERY);
@@ -135,10 +138,13 @@ impl Application {
 /// Applies migrations on `DATABASE_MIGRATION_URL` (or `DATABASE_URL`),
 /// waiting up to a minute for PostgreSQL to come up.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = Db::connect_lazy(settings.migration_url(), &PoolSettings {
-        max_connections: 1,
-        ..PoolSettings::default()
-    })
+    let db = Db::connect_lazy(
+        settings.migration_url(),
+        &PoolSettings {
+            max_connections: 1,
+            ..PoolSettings::default()
+        },
+    )
     .context("DATABASE_MIGRATION_URL")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -161,7 +167,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs", post(jobs::enqueue).get(jobs::list_jobs))
         .route("/api/jobs/enqueue", post(jobs::enqueue))
         .route("/api/jobs/batch", post(jobs::enqueue_batch))
-        .route("/api/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .route(
+            "/api/jobs/{id}",
+            get(jobs::get_job).delete(jobs::cancel_job),
+        )
         .route("/api/jobs/{id}/status", get(jobs::get_job))
         .route("/api/jobs/{id}/retry", post(jobs::retry_job))
         .route("/api/queues/stats", get(queues::stats))
@@ -171,9 +180,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/detailed", get(health::detailed))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::bad_request("method_not_allowed", "this method is not allowed on this path")
-        })
+        .layer(middleware::map_response(method_not_allowed_in_error_shape))
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
         .layer(middleware::from_fn(record_http_metrics))
         .layer(TraceLayer::new_for_http());
@@ -192,10 +199,25 @@ pub fn router(state: AppState) -> Router {
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([header::RETRY_AFTER])
                 .max_age(Duration::from_secs(600)),
         )
     };
     api.with_state(state)
+}
+
+/// Axum answers a wrong method with an empty 405 carrying `Allow`; give it
+/// the API's error body and keep the header.
+async fn method_not_allowed_in_error_shape(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut shaped = ApiError::method_not_allowed().into_response();
+    if let Some(allow) = allow {
+        shaped.headers_mut().insert(header::ALLOW, allow);
+    }
+    shaped
 }
 
 async fn record_http_metrics(request: Request, next: Next) -> Response {

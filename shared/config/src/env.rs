@@ -24,8 +24,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("DASHBOARD_PASSWORD", "dashboard_password"),
     ("BODY_LIMIT_BYTES", "body_limit_bytes"),
     ("BATCH_MAX_JOBS", "batch_max_jobs"),
-    ("RATE_LIMIT_PER_USER_PER_MINUTE", "rate_limit_per_user_per_minute"),
-    ("RATE_LIMIT_PER_IP_PER_MINUTE", "rate_limit_per_ip_per_minute"),
+    (
+        "RATE_LIMIT_PER_USER_PER_MINUTE",
+        "rate_limit_per_user_per_minute",
+    ),
+    (
+        "RATE_LIMIT_PER_IP_PER_MINUTE",
+        "rate_limit_per_ip_per_minute",
+    ),
     ("CLIENT_IP_HEADER", "client_ip_header"),
     ("WORKER_CONCURRENCY", "worker_concurrency"),
     ("WORKER_QUEUES", "worker_queues"),
@@ -36,14 +42,20 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("WORKER_RETRY_MAX_MS", "worker_retry_max_ms"),
     ("SCHEDULER_TICK_MS", "scheduler_tick_ms"),
     ("SCHEDULER_DISPATCH_GRACE_MS", "scheduler_dispatch_grace_ms"),
-    ("SCHEDULER_REDISPATCH_AFTER_SECONDS", "scheduler_redispatch_after_seconds"),
+    (
+        "SCHEDULER_REDISPATCH_AFTER_SECONDS",
+        "scheduler_redispatch_after_seconds",
+    ),
     ("SCHEDULER_BATCH_SIZE", "scheduler_batch_size"),
 ];
 
 /// Built-in defaults: they work on a development machine with local
 /// PostgreSQL and RabbitMQ and no variable set.
 pub(crate) const DEFAULTS: &[(&str, &str)] = &[
-    ("database_url", "postgres://postgres@localhost:5432/roundhouse"),
+    (
+        "database_url",
+        "postgres://postgres@localhost:5432/roundhouse",
+    ),
     ("database_max_connections", "10"),
     ("rabbitmq_url", "amqp://guest:guest@localhost:5672/%2f"),
     ("rabbitmq_prefix", "roundhouse"),

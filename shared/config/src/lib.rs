@@ -133,10 +133,17 @@ impl Settings {
             if schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
                 Ok(())
             } else {
-                Err(invalid(var, format!("expected a {} URL", schemes.join("/"))))
+                Err(invalid(
+                    var,
+                    format!("expected a {} URL", schemes.join("/")),
+                ))
             }
         };
-        scheme("DATABASE_URL", &self.database_url, &["postgres", "postgresql"])?;
+        scheme(
+            "DATABASE_URL",
+            &self.database_url,
+            &["postgres", "postgresql"],
+        )?;
         if let Some(url) = &self.database_migration_url {
             scheme("DATABASE_MIGRATION_URL", url, &["postgres", "postgresql"])?;
         }
@@ -150,7 +157,10 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err(invalid("RABBITMQ_PREFIX", "use letters, digits, '_' or '-'"));
+            return Err(invalid(
+                "RABBITMQ_PREFIX",
+                "use letters, digits, '_' or '-'",
+            ));
         }
         for origin in self.allowed_origins() {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
@@ -166,7 +176,9 @@ impl Settings {
         if self.worker_concurrency == 0 {
             return Err(invalid("WORKER_CONCURRENCY", "must be at least 1"));
         }
-        if self.worker_heartbeat_ms == 0 || self.worker_heartbeat_ms >= self.worker_lease_seconds * 1000 {
+        if self.worker_heartbeat_ms == 0
+            || self.worker_heartbeat_ms >= self.worker_lease_seconds * 1000
+        {
             return Err(invalid(
                 "WORKER_HEARTBEAT_MS",
                 "must be positive and shorter than WORKER_LEASE_SECONDS",
@@ -200,12 +212,15 @@ impl Settings {
 
     /// Every configured service credential (service token, service-role key).
     pub fn service_tokens(&self) -> Vec<String> {
-        [&self.roundhouse_service_token, &self.supabase_service_role_key]
-            .into_iter()
-            .flatten()
-            .filter(|t| !t.is_empty())
-            .cloned()
-            .collect()
+        [
+            &self.roundhouse_service_token,
+            &self.supabase_service_role_key,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .collect()
     }
 
     /// The URL migrations run on.
@@ -251,7 +266,10 @@ mod tests {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain([("ROUNDHOUSE_CONFIG".into(), "/nonexistent/roundhouse.toml".into())])
+            .chain([(
+                "ROUNDHOUSE_CONFIG".into(),
+                "/nonexistent/roundhouse.toml".into(),
+            )])
             .collect();
         Settings::load_from(|name| vars.get(name).cloned())
     }
@@ -259,8 +277,14 @@ mod tests {
     #[test]
     fn defaults_work_with_no_variable_set() {
         let settings = load(&[]).unwrap();
-        assert_eq!(settings.database_url, "postgres://postgres@localhost:5432/roundhouse");
-        assert_eq!(settings.rabbitmq_url, "amqp://guest:guest@localhost:5672/%2f");
+        assert_eq!(
+            settings.database_url,
+            "postgres://postgres@localhost:5432/roundhouse"
+        );
+        assert_eq!(
+            settings.rabbitmq_url,
+            "amqp://guest:guest@localhost:5672/%2f"
+        );
         assert_eq!(settings.log_format, LogFormat::Pretty);
         let queues = settings.worker_queues().unwrap();
         assert!(queues.iter().any(|q| q.as_str() == "default"));
@@ -288,7 +312,11 @@ mod tests {
 
     #[test]
     fn rabbitmq_url_wins_over_its_amqp_url_alias() {
-        let settings = load(&[("AMQP_URL", "amqp://alias"), ("RABBITMQ_URL", "amqp://main")]).unwrap();
+        let settings = load(&[
+            ("AMQP_URL", "amqp://alias"),
+            ("RABBITMQ_URL", "amqp://main"),
+        ])
+        .unwrap();
         assert_eq!(settings.rabbitmq_url, "amqp://main");
     }
 

@@ -49,7 +49,10 @@ impl QueueName {
 
     /// The built-in queues as parsed names.
     pub fn built_in() -> Vec<QueueName> {
-        Self::BUILT_IN.iter().map(|n| QueueName(n.to_string())).collect()
+        Self::BUILT_IN
+            .iter()
+            .map(|n| QueueName(n.to_string()))
+            .collect()
     }
 }
 
@@ -74,7 +77,13 @@ mod tests {
     fn queue_names_are_restricted_to_a_safe_alphabet() {
         assert!(QueueName::parse("llm_processing").is_ok());
         assert!(QueueName::parse("emails-eu").is_ok());
-        for bad in ["", "Upper", "has space", "dots.are.routing", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "Upper",
+            "has space",
+            "dots.are.routing",
+            &"x".repeat(65),
+        ] {
             assert!(QueueName::parse(bad).is_err(), "{bad} should be refused");
         }
     }

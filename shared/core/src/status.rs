@@ -109,7 +109,11 @@ mod tests {
             .collect();
         assert_eq!(
             terminal,
-            [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled]
+            [
+                JobStatus::Completed,
+                JobStatus::Failed,
+                JobStatus::Cancelled
+            ]
         );
     }
 }

@@ -141,3 +141,18 @@ impl Db {
         )
     }
 }
+
+impl Db {
+    /// Which of `names` have no settings row (no operator configured them).
+    pub async fn unconfigured_queues(&self, names: &[String]) -> Result<Vec<String>, DbError> {
+        Ok(sqlx::query_scalar(
+            r#"
+            SELECT n FROM unnest($1::text[]) AS n
+             WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = n)
+            "#,
+        )
+        .bind(names)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

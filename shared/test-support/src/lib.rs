@@ -86,7 +86,10 @@ impl TestEnv {
     /// credentials, this test's database and prefix, port 0.
     pub fn env(&self) -> HashMap<String, String> {
         let mut vars: HashMap<String, String> = [
-            ("ROUNDHOUSE_CONFIG", "/nonexistent/roundhouse.toml".to_owned()),
+            (
+                "ROUNDHOUSE_CONFIG",
+                "/nonexistent/roundhouse.toml".to_owned(),
+            ),
             ("DATABASE_URL", self.database_url.clone()),
             ("RABBITMQ_URL", rabbitmq_url()),
             ("RABBITMQ_PREFIX", self.prefix.clone()),
@@ -148,7 +151,10 @@ async fn delete_broker_objects(prefix: &str) -> anyhow::Result<()> {
         // A failed delete closes the channel: one channel per attempt.
         if let Ok(channel) = connection.create_channel().await {
             let _ = channel
-                .queue_delete(topology.job_queue(&queue).into(), QueueDeleteOptions::default())
+                .queue_delete(
+                    topology.job_queue(&queue).into(),
+                    QueueDeleteOptions::default(),
+                )
                 .await;
         }
     }

@@ -39,7 +39,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /health/detailed`: dependencies with latency, queue depths, uptime.
-pub async fn detailed(State(state): State<AppState>, _admin: AdminCaller) -> Result<Response, ApiError> {
+pub async fn detailed(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
     let database = database_latency(&state).await;
     let broker = state.broker.is_connected();
     let healthy = database.is_ok() && broker;

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use roundhouse_core::{ControlMessage, Dispatch, JobStatus};
-use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, RetryOutcome};
+use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, NewJob, RetryOutcome};
 use uuid::Uuid;
 
 use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
@@ -23,6 +23,23 @@ fn dispatch_if_queued(state: &AppState, job: &JobRow) {
     }
 }
 
+/// Users may only use queues an operator configured (a `queues` row, which
+/// the built-in queues have); the service may create queues by using them.
+async fn check_queues(state: &AppState, caller: &Caller, jobs: &[NewJob]) -> Result<(), ApiError> {
+    if caller.owner().is_none() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = jobs.iter().map(|job| job.queue.clone()).collect();
+    names.sort();
+    names.dedup();
+    match state.db.unconfigured_queues(&names).await?.first() {
+        Some(name) => Err(ApiError::validation(format!(
+            "queue: `{name}` is not a configured queue"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `POST /api/jobs/enqueue`: 202 with the new job, or 200 with the existing
 /// job for a repeated idempotency key.
 pub async fn enqueue(
@@ -31,6 +48,7 @@ pub async fn enqueue(
     ApiJson(request): ApiJson<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
     let job = request.into_new_job(&caller)?;
+    check_queues(&state, &caller, std::slice::from_ref(&job)).await?;
     let EnqueueOutcome { job, created } = state
         .db
         .enqueue_jobs(std::slice::from_ref(&job))
@@ -38,11 +56,23 @@ pub async fn enqueue(
         .pop()
         .ok_or_else(|| ApiError::internal("enqueue returned no row"))?;
     if created {
-        metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone()).increment(1);
+        metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone())
+            .increment(1);
         dispatch_if_queued(&state, &job);
     }
-    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, Json(EnqueuedView { job_id: job.id, job: job.into() })).into_response())
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(EnqueuedView {
+            job_id: job.id,
+            job: job.into(),
+        }),
+    )
+        .into_response())
 }
 
 /// `POST /api/jobs/batch`: all jobs in one transaction, or none.
@@ -69,14 +99,20 @@ pub async fn enqueue_batch(
                 .map_err(|error| error.prefixed(&format!("jobs[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    check_queues(&state, &caller, &jobs).await?;
     let outcomes = state.db.enqueue_jobs(&jobs).await?;
     let created = outcomes.iter().filter(|o| o.created).count();
-    metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch").increment(created as u64);
+    metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch")
+        .increment(created as u64);
     for outcome in outcomes.iter().filter(|o| o.created) {
         dispatch_if_queued(&state, &outcome.job);
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job.id).collect();
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobIds": ids }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "jobIds": ids })),
+    )
+        .into_response())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
@@ -123,7 +159,9 @@ pub async fn list_jobs(
     let user_id = match caller.owner() {
         Some(own) => {
             if query.user_id.as_deref().is_some_and(|asked| asked != own) {
-                return Err(ApiError::forbidden("userId: users can only list their own jobs"));
+                return Err(ApiError::forbidden(
+                    "userId: users can only list their own jobs",
+                ));
             }
             Some(own.to_owned())
         }
@@ -165,17 +203,19 @@ pub async fn cancel_job(
                 // Best effort: workers also notice at their next heartbeat.
                 let broker = state.broker.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = broker.publish_control(&ControlMessage::Cancel { job_id: id }).await {
+                    if let Err(error) = broker
+                        .publish_control(&ControlMessage::Cancel { job_id: id })
+                        .await
+                    {
                         tracing::warn!(%error, job_id = %id, "cancel broadcast failed; the worker will notice at its next heartbeat");
                     }
                 });
             }
             Ok(Json(job.into()))
         }
-        CancelOutcome::AlreadyTerminal(job) => Err(ApiError::conflict(format!(
-            "job is already {}",
-            job.status
-        ))),
+        CancelOutcome::AlreadyTerminal(job) => {
+            Err(ApiError::conflict(format!("job is already {}", job.status)))
+        }
         CancelOutcome::NotFound => Err(ApiError::not_found("job")),
     }
 }

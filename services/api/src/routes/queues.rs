@@ -57,7 +57,11 @@ pub async fn stats(
     Ok(Json(serde_json::json!({ "queues": queues })))
 }
 
-async fn set_paused(state: &AppState, name: &str, paused: bool) -> Result<Json<serde_json::Value>, ApiError> {
+async fn set_paused(
+    state: &AppState,
+    name: &str,
+    paused: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let queue = QueueName::parse(name).map_err(|e| ApiError::validation(format!("queue: {e}")))?;
     let waiting = state.db.set_queue_paused(queue.as_str(), paused).await?;
     tracing::info!(%queue, paused, "queue {}", if paused { "paused" } else { "resumed" });

@@ -98,7 +98,7 @@ async fn a_publish_to_a_deleted_queue_is_reported_unsent_and_the_queue_is_declar
     let first = dispatch("custom2");
     assert_eq!(
         broker
-            .publish_dispatches(&[first.clone()])
+            .publish_dispatches(std::slice::from_ref(&first))
             .await
             .confirmed
             .len(),
@@ -108,7 +108,7 @@ async fn a_publish_to_a_deleted_queue_is_reported_unsent_and_the_queue_is_declar
     // An operator deletes the queue: the broker returns the next message as unroutable.
     delete_queue(&prefix, "custom2").await;
     let lost = dispatch("custom2");
-    let report = broker.publish_dispatches(&[lost.clone()]).await;
+    let report = broker.publish_dispatches(std::slice::from_ref(&lost)).await;
     assert_eq!(
         report.failed,
         [lost.job_id],
@@ -117,7 +117,7 @@ async fn a_publish_to_a_deleted_queue_is_reported_unsent_and_the_queue_is_declar
     assert!(report.confirmed.is_empty());
 
     // The next publish declares the queue again and is confirmed.
-    let retry = broker.publish_dispatches(&[lost.clone()]).await;
+    let retry = broker.publish_dispatches(std::slice::from_ref(&lost)).await;
     assert_eq!(retry.confirmed, [lost.job_id]);
     delete_queue(&prefix, "custom2").await;
     broker.close().await;
@@ -129,7 +129,7 @@ async fn publishing_without_a_broker_fails_fast_instead_of_buffering() {
     let broker = Broker::start(settings(&prefix(), "amqp://guest:guest@127.0.0.1:1/%2f"));
     let started = Instant::now();
     let message = dispatch("default");
-    let report = broker.publish_dispatches(&[message.clone()]).await;
+    let report = broker.publish_dispatches(std::slice::from_ref(&message)).await;
     assert_eq!(report.failed, [message.job_id]);
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(!broker.is_connected());

@@ -1,0 +1,14 @@
+mod auth;
+mod bad_input;
+mod batch;
+mod cancel;
+mod cors;
+mod enqueue;
+mod health;
+mod helpers;
+mod idempotency;
+mod jobs;
+mod jwks;
+mod outages;
+mod queues;
+mod rate_limits;
