@@ -129,7 +129,9 @@ async fn publishing_without_a_broker_fails_fast_instead_of_buffering() {
     let broker = Broker::start(settings(&prefix(), "amqp://guest:guest@127.0.0.1:1/%2f"));
     let started = Instant::now();
     let message = dispatch("default");
-    let report = broker.publish_dispatches(std::slice::from_ref(&message)).await;
+    let report = broker
+        .publish_dispatches(std::slice::from_ref(&message))
+        .await;
     assert_eq!(report.failed, [message.job_id]);
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(!broker.is_connected());
