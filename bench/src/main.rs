@@ -7,6 +7,7 @@
 //! 2. batch enqueues: M jobs through `/api/jobs/batch`, until all are completed;
 //! 3. enqueue→start latency at a fixed offered rate below saturation;
 //! 4. each service's idle and peak RSS.
+//!
 //! Results go to `bench/out/results.json` and `bench/out/results.md`.
 
 use std::collections::HashMap;
