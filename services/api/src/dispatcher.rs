@@ -5,6 +5,11 @@
 //! reaches this task (process crash, full channel), keeps a NULL
 //! `dispatched_at` and the scheduler's sweep publishes it: nothing here needs
 //! to survive a crash, and nothing is buffered beyond a bounded channel.
+//!
+//! The channel is small on purpose: when the broker is slower than the
+//! inserts, enqueue requests wait for room (up to [`SEND_TIMEOUT`]) instead of
+//! the backlog growing here until the sweep, seeing old undispatched rows,
+//! publishes the same jobs a second time.
 
 use roundhouse_broker::Broker;
 use roundhouse_core::Dispatch;
@@ -12,6 +17,10 @@ use roundhouse_db::Db;
 use tokio::sync::mpsc;
 
 const MAX_BATCH: usize = 1000;
+/// Dispatches waiting to be published, at most.
+const CAPACITY: usize = 10_000;
+/// How long an enqueue waits for room before leaving its job to the sweep.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -20,14 +29,15 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn spawn(db: Db, broker: Broker) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(50_000);
+        let (tx, rx) = mpsc::channel(CAPACITY);
         (Self { tx }, tokio::spawn(run(db, broker, rx)))
     }
 
-    /// Queues a dispatch. Never waits: when the channel is full the job is
-    /// left to the sweep.
-    pub fn send(&self, dispatch: Dispatch) {
-        if self.tx.try_send(dispatch).is_err() {
+    /// Queues a dispatch, waiting briefly for room (back-pressure on
+    /// enqueuers when the broker falls behind). A dispatch that finds no room
+    /// is left to the sweep.
+    pub async fn send(&self, dispatch: Dispatch) {
+        if self.tx.send_timeout(dispatch, SEND_TIMEOUT).await.is_err() {
             metrics::counter!("roundhouse_dispatch_deferred_total").increment(1);
         }
     }

@@ -24,6 +24,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Completion>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every sender is dropped and the channel is drained.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!("roundhouse_completion_batch_size").record(batch.len() as f64);
         let mut delay = Duration::from_millis(50);
         loop {
             match db.complete_jobs(&batch).await {

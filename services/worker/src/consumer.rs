@@ -104,6 +104,7 @@ async fn claim_and_start(
             }
         })
         .collect();
+    metrics::histogram!("roundhouse_claim_batch_size").record(batch.len() as f64);
     let last = &batch.last().expect("batch is never empty").0;
     let claimed = match shared
         .db

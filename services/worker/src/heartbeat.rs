@@ -25,8 +25,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             .heartbeat(&running, shared.settings.worker_lease().as_secs_f64())
             .await
         {
-            Ok(held) => {
-                for (id, _) in running.iter().filter(|(id, _)| !held.contains(id)) {
+            Ok(superseded) => {
+                for id in &superseded {
                     if shared.running.stop(*id, StopReason::Superseded) {
                         tracing::info!(job_id = %id, "attempt no longer current (cancelled or reaped); stopping it");
                     }

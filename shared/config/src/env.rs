@@ -75,7 +75,7 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("worker_retry_base_ms", "1000"),
     ("worker_retry_max_ms", "3600000"),
     ("scheduler_tick_ms", "100"),
-    ("scheduler_dispatch_grace_ms", "2000"),
+    ("scheduler_dispatch_grace_ms", "5000"),
     ("scheduler_redispatch_after_seconds", "300"),
     ("scheduler_batch_size", "1000"),
 ];

@@ -1,6 +1,20 @@
 //! A job's life inside a worker: claim, heartbeat, progress, completion,
 //! failure and hand-back. Every write after the claim is fenced by
 //! `(id, attempt)` and by `status = 'processing'`.
+//!
+//! Deadlocks: statements that may wait for each other's row locks must not
+//! lock overlapping rows in different orders (PostgreSQL only notices after
+//! `deadlock_timeout`, stalling both for a second). Claims and completions
+//! never overlap (one takes `queued` rows, the other `processing` rows);
+//! `mark_dispatched` and the heartbeat skip locked rows instead of waiting;
+//! batches are passed in id order.
+//!
+//! Plans: a statement given a list of ids must reach them through the
+//! primary key. Conditions on `status` in those statements are written as
+//! `status || '' = …` so that PostgreSQL cannot use the partial indexes
+//! (`WHERE status = 'queued'`, …) instead: with stale statistics (a burst of
+//! 100k inserts before autovacuum's analyze) it would otherwise scan the whole
+//! backlog for every claim.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -63,7 +77,7 @@ impl Db {
                    SET status = 'processing', attempts = j.attempts + 1, worker_id = $2,
                        started_at = now(), lease_expires_at = now() + make_interval(secs => $3),
                        progress = 0, progress_message = NULL
-                 WHERE j.id = ANY($1) AND j.status = 'queued'
+                 WHERE j.id = ANY($1) AND j.status || '' = 'queued'
                    AND NOT EXISTS (SELECT 1 FROM queues q WHERE q.name = j.queue AND q.paused)
                 RETURNING j.id, j.queue, j.job_type, j.user_id, j.payload, j.attempts,
                           j.attempt_base, j.max_retries, j.timeout_seconds, j.queued_at,
@@ -77,7 +91,11 @@ impl Db {
             SELECT * FROM claimed
             "#,
         )
-        .bind(ids)
+        .bind({
+            let mut sorted = ids.to_vec();
+            sorted.sort();
+            sorted
+        })
         .bind(worker_id)
         .bind(lease_seconds)
         .fetch_all(&self.pool)
@@ -87,6 +105,8 @@ impl Db {
     /// Records successful attempts in one statement. Returns the ids whose
     /// completion was accepted; a completion from a superseded attempt is refused.
     pub async fn complete_jobs(&self, completions: &[Completion]) -> Result<Vec<Uuid>, DbError> {
+        let mut completions: Vec<&Completion> = completions.iter().collect();
+        completions.sort_by_key(|c| c.job_id);
         let ids: Vec<Uuid> = completions.iter().map(|c| c.job_id).collect();
         let attempts: Vec<i32> = completions.iter().map(|c| c.attempt).collect();
         let results: Vec<serde_json::Value> =
@@ -98,7 +118,7 @@ impl Db {
                    SET status = 'completed', result = c.result, completed_at = now(),
                        progress = 100, lease_expires_at = NULL, error = NULL
                   FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS c(id, attempt, result)
-                 WHERE j.id = c.id AND j.attempts = c.attempt AND j.status = 'processing'
+                 WHERE j.id = c.id AND j.attempts = c.attempt AND j.status || '' = 'processing'
                 RETURNING j.id, j.attempts
             ), event AS (
                 INSERT INTO job_events (job_id, attempt, kind, data)
@@ -161,9 +181,11 @@ impl Db {
         })
     }
 
-    /// Extends the leases of the attempts a worker is running. Returns the ids
-    /// still held: any attempt missing from the answer was cancelled or reaped
-    /// and must be stopped.
+    /// Extends the leases of the attempts a worker is running and reports
+    /// the attempts that are no longer current (cancelled, or reaped and
+    /// perhaps re-claimed): those must be stopped. A row that another
+    /// statement holds locked at this instant is skipped, not waited for, and
+    /// reported neither way; the next heartbeat will see it.
     pub async fn heartbeat(
         &self,
         running: &[(Uuid, i32)],
@@ -173,11 +195,22 @@ impl Db {
         let attempts: Vec<i32> = running.iter().map(|(_, a)| *a).collect();
         Ok(sqlx::query_scalar(
             r#"
-            UPDATE jobs j
-               SET lease_expires_at = now() + make_interval(secs => $3)
-              FROM unnest($1::uuid[], $2::int[]) AS h(id, attempt)
-             WHERE j.id = h.id AND j.attempts = h.attempt AND j.status = 'processing'
-            RETURNING j.id
+            WITH lockable AS (
+                SELECT j.id, (j.status = 'processing' AND j.attempts = h.attempt) AS current
+                  FROM jobs j
+                  JOIN unnest($1::uuid[], $2::int[]) AS h(id, attempt) ON h.id = j.id
+                 WHERE j.id = ANY($1)
+                   FOR UPDATE OF j SKIP LOCKED
+            ), extended AS (
+                UPDATE jobs j
+                   SET lease_expires_at = now() + make_interval(secs => $3)
+                  FROM lockable l
+                 WHERE j.id = l.id AND l.current
+            )
+            SELECT id FROM lockable WHERE NOT current
+            UNION ALL
+            SELECT h.id FROM unnest($1::uuid[]) AS h(id)
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = h.id)
             "#,
         )
         .bind(ids)
@@ -232,7 +265,7 @@ impl Db {
                    SET status = 'queued', attempt_base = j.attempt_base + 1, worker_id = NULL,
                        lease_expires_at = NULL, queued_at = now(), dispatched_at = NULL
                   FROM unnest($1::uuid[], $2::int[]) AS r(id, attempt)
-                 WHERE j.id = r.id AND j.attempts = r.attempt AND j.status = 'processing'
+                 WHERE j.id = r.id AND j.attempts = r.attempt AND j.status || '' = 'processing'
                 RETURNING j.id, j.attempts
             ), event AS (
                 INSERT INTO job_events (job_id, attempt, kind, data)

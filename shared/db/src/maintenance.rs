@@ -35,12 +35,18 @@ pub struct Reaped {
 }
 
 impl Db {
-    /// Marks jobs whose dispatch message the broker confirmed.
+    /// Marks jobs whose dispatch message the broker confirmed. Rows locked by
+    /// a concurrent claim or cancel are skipped rather than waited for (and
+    /// can never deadlock with them): they are leaving `queued` anyway, and at
+    /// worst the sweep sends a duplicate message that claims nothing.
     pub async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<(), DbError> {
         sqlx::query(
             r#"
             UPDATE jobs SET dispatched_at = now()
-             WHERE id = ANY($1) AND status = 'queued' AND dispatched_at IS NULL
+             WHERE id IN (SELECT id FROM jobs
+                           WHERE id = ANY($1) AND status || '' = 'queued'
+                             AND dispatched_at IS NULL
+                           FOR UPDATE SKIP LOCKED)
             "#,
         )
         .bind(ids)
@@ -54,8 +60,13 @@ impl Db {
     pub async fn mark_undispatched(&self, ids: &[Uuid]) -> Result<(), DbError> {
         sqlx::query(
             r#"
-            UPDATE jobs SET dispatched_at = NULL
-             WHERE id = ANY($1) AND status = 'queued'
+            WITH locked AS (
+                SELECT id FROM jobs WHERE id = ANY($1) AND status || '' = 'queued'
+                 ORDER BY id FOR UPDATE
+            )
+            UPDATE jobs j SET dispatched_at = NULL
+              FROM locked
+             WHERE j.id = locked.id AND j.status || '' = 'queued'
             "#,
         )
         .bind(ids)

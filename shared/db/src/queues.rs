@@ -91,8 +91,13 @@ impl Db {
         } else {
             sqlx::query(
                 r#"
-                UPDATE jobs SET dispatched_at = NULL
-                 WHERE queue = $1 AND status = 'queued'
+                WITH locked AS (
+                    SELECT id FROM jobs WHERE queue = $1 AND status = 'queued'
+                     ORDER BY id FOR UPDATE
+                )
+                UPDATE jobs j SET dispatched_at = NULL
+                  FROM locked
+                 WHERE j.id = locked.id AND j.status = 'queued'
                 "#,
             )
             .bind(name)
@@ -154,5 +159,16 @@ impl Db {
         .bind(names)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl Db {
+    /// `VACUUM ANALYZE` of the job tables (benchmarks on machines without
+    /// autovacuum; production relies on autovacuum).
+    pub async fn vacuum_job_tables(&self) -> Result<(), DbError> {
+        sqlx::query("VACUUM ANALYZE jobs, job_events")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

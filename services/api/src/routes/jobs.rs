@@ -13,13 +13,16 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::startup::AppState;
 
-fn dispatch_if_queued(state: &AppState, job: &JobRow) {
+async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
     if job.status() == JobStatus::Queued {
-        state.dispatcher.send(Dispatch {
-            job_id: job.id,
-            queue: job.queue.clone(),
-            priority: job.priority,
-        });
+        state
+            .dispatcher
+            .send(Dispatch {
+                job_id: job.id,
+                queue: job.queue.clone(),
+                priority: job.priority,
+            })
+            .await;
     }
 }
 
@@ -58,7 +61,7 @@ pub async fn enqueue(
     if created {
         metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone())
             .increment(1);
-        dispatch_if_queued(&state, &job);
+        dispatch_if_queued(&state, &job).await;
     }
     let status = if created {
         StatusCode::ACCEPTED
@@ -105,7 +108,7 @@ pub async fn enqueue_batch(
     metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch")
         .increment(created as u64);
     for outcome in outcomes.iter().filter(|o| o.created) {
-        dispatch_if_queued(&state, &outcome.job);
+        dispatch_if_queued(&state, &outcome.job).await;
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job.id).collect();
     Ok((
@@ -229,7 +232,7 @@ pub async fn retry_job(
     let id = parse_id(&id)?;
     match state.db.retry_job(id, caller.owner()).await? {
         RetryOutcome::Requeued(job) => {
-            dispatch_if_queued(&state, &job);
+            dispatch_if_queued(&state, &job).await;
             Ok(Json(job.into()))
         }
         RetryOutcome::NotRetryable(job) => Err(ApiError::conflict(format!(
