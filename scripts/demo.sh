@@ -68,7 +68,8 @@ enqueue "noop #3 (delayed 3 s)"   '{"jobType":"noop","payload":{"n":3},"delaySec
 key="demo-$(date +%s)"
 enqueue "noop (idempotencyKey)"   "{\"jobType\":\"noop\",\"payload\":{},\"idempotencyKey\":\"$key\"}"
 enqueue "noop (same key again)"   "{\"jobType\":\"noop\",\"payload\":{},\"idempotencyKey\":\"$key\"}"
-enqueue "maintenance cleanup"     '{"jobType":"maintenance","payload":{"action":"cleanup_completed_jobs","parameters":{"olderThanDays":30}}}'
+enqueue "sleep 2 s (progress)"    '{"jobType":"sleep","payload":{"ms":2000}}'
+enqueue "fail once, then succeed" '{"jobType":"fail","payload":{"times":1},"maxRetries":2}'
 
 out="$(post /api/jobs/batch '{"jobs":[{"jobType":"noop","payload":{"batch":1}},{"jobType":"noop","payload":{"batch":2}}]}')" || out=$'\n000'
 echo "  batch of 2 noop                  HTTP ${out##*$'\n'}  ${out%$'\n'*}"
@@ -99,7 +100,6 @@ echo "==> queue stats"
 curl -sS -H "Authorization: Bearer $TOKEN" "$API/api/queues/stats" || true
 echo
 echo
-echo "Dashboard: $API/admin/queues   API docs: $API/api/docs"
 
 if [ "${DEMO_EXIT:-0}" = 1 ]; then
   exit 0

@@ -132,8 +132,6 @@ cat >&2 <<MSG
   Roundhouse is running
   ─────────────────────
   API             ${api}
-  Dashboard       ${api}/admin/queues
-  API docs        ${api}/api/docs   (OpenAPI: ${api}/api/openapi.json)
   Agent executor  http://localhost:${AGENT_EXECUTOR_PORT}
   Health          ${api}/health
                   http://localhost:${AGENT_EXECUTOR_PORT}/health
