@@ -42,6 +42,7 @@ pub struct AppState {
 /// The api service, bound and ready to serve.
 pub struct Application {
     state: AppState,
+    dispatcher_task: tokio::task::JoinHandle<()>,
     listener: tokio::net::TcpListener,
     port: u16,
 }
@@ -71,7 +72,7 @@ impl Application {
             service_tokens: settings.service_tokens(),
             ..AuthSettings::default()
         });
-        let (dispatcher, _) = Dispatcher::spawn(db.clone(), broker.clone());
+        let (dispatcher, dispatcher_task) = Dispatcher::spawn(db.clone(), broker.clone());
         let limits = Arc::new(RateLimits::new(
             settings.rate_limit_per_user_per_minute,
             settings.rate_limit_per_ip_per_minute,
@@ -91,6 +92,7 @@ impl Application {
                 metrics: roundhouse_telemetry::metrics_handle(),
                 started: Instant::now(),
             },
+            dispatcher_task,
             listener,
             port,
         })
@@ -136,6 +138,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await?;
         pruner.abort();
+        // The router and its senders are gone: let the dispatcher publish
+        // what the last requests queued (the sweep would, a little later).
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
         broker.close().await;
         db.close().await;
         tracing::info!("api stopped");

@@ -51,13 +51,13 @@ async fn tick_both(a: &Scheduler, b: &Scheduler) -> (TickReport, TickReport) {
 #[tokio::test]
 async fn two_schedulers_promote_each_due_job_exactly_once() {
     let env = TestEnv::new().await.unwrap();
-    let jobs: Vec<NewJob> = (0..300).map(|_| job(Some(200))).collect();
-    env.db.enqueue_jobs(&jobs).await.unwrap();
     let (a, b) = (scheduler(&env).await, scheduler(&env).await);
+    let jobs: Vec<NewJob> = (0..300).map(|_| job(Some(1500))).collect();
+    env.db.enqueue_jobs(&jobs).await.unwrap();
     let (first, second) = tick_both(&a, &b).await;
     assert_eq!(first.promoted + second.promoted, 0, "nothing is due yet");
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let mut promoted = 0;
     for _ in 0..5 {
         let (first, second) = tick_both(&a, &b).await;
@@ -141,10 +141,10 @@ async fn a_reaper_never_touches_a_job_that_completed_in_time() {
 #[tokio::test]
 async fn unconfirmed_dispatches_are_resent_once_per_sweep_and_not_by_both_schedulers() {
     let env = TestEnv::new().await.unwrap();
+    let (a, b) = (scheduler(&env).await, scheduler(&env).await);
     let jobs: Vec<NewJob> = (0..50).map(|_| job(None)).collect();
     env.db.enqueue_jobs(&jobs).await.unwrap();
     // Test settings give a one-second grace before a dispatch counts as lost.
-    let (a, b) = (scheduler(&env).await, scheduler(&env).await);
     let (first, second) = tick_both(&a, &b).await;
     assert_eq!(
         first.redispatched + second.redispatched,
