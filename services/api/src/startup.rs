@@ -23,6 +23,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::dispatcher::Dispatcher;
 use crate::error::ApiError;
+use crate::inserter::Inserter;
 use crate::rate_limit::{PRUNE_EVERY, RateLimits};
 use crate::routes::{health, jobs, queues};
 
@@ -33,10 +34,44 @@ pub struct AppState {
     pub broker: Broker,
     pub auth: Authenticator,
     pub dispatcher: Dispatcher,
+    pub inserter: Inserter,
     pub limits: Arc<RateLimits>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+}
+
+impl AppState {
+    /// Wires the state around a database and a broker handle, starting the
+    /// background dispatcher (whose task is returned) and inserter.
+    pub fn assemble(
+        settings: Settings,
+        db: Db,
+        broker: Broker,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let auth = Authenticator::new(AuthSettings {
+            supabase_url: settings.supabase_url.clone(),
+            jwt_secret: settings.supabase_jwt_secret.clone(),
+            service_tokens: settings.service_tokens(),
+            ..AuthSettings::default()
+        });
+        let (dispatcher, dispatcher_task) = Dispatcher::spawn(db.clone(), broker.clone());
+        let state = AppState {
+            inserter: Inserter::spawn(db.clone()),
+            limits: Arc::new(RateLimits::new(
+                settings.rate_limit_per_user_per_minute,
+                settings.rate_limit_per_ip_per_minute,
+            )),
+            db,
+            broker,
+            auth,
+            dispatcher,
+            settings: Arc::new(settings),
+            metrics: roundhouse_telemetry::metrics_handle(),
+            started: Instant::now(),
+        };
+        (state, dispatcher_task)
+    }
 }
 
 /// The api service, bound and ready to serve.
@@ -66,32 +101,13 @@ impl Application {
             connection_name: format!("api-{}", std::process::id()),
             confirm_timeout: Duration::from_secs(5),
         });
-        let auth = Authenticator::new(AuthSettings {
-            supabase_url: settings.supabase_url.clone(),
-            jwt_secret: settings.supabase_jwt_secret.clone(),
-            service_tokens: settings.service_tokens(),
-            ..AuthSettings::default()
-        });
-        let (dispatcher, dispatcher_task) = Dispatcher::spawn(db.clone(), broker.clone());
-        let limits = Arc::new(RateLimits::new(
-            settings.rate_limit_per_user_per_minute,
-            settings.rate_limit_per_ip_per_minute,
-        ));
-        let listener = roundhouse_telemetry::bind(settings.port.unwrap_or(8080))
+        let (state, dispatcher_task) = AppState::assemble(settings, db, broker);
+        let listener = roundhouse_telemetry::bind(state.settings.port.unwrap_or(8080))
             .await
             .context("cannot bind PORT")?;
         let port = listener.local_addr()?.port();
         Ok(Self {
-            state: AppState {
-                db,
-                broker,
-                auth,
-                dispatcher,
-                limits,
-                settings: Arc::new(settings),
-                metrics: roundhouse_telemetry::metrics_handle(),
-                started: Instant::now(),
-            },
+            state,
             dispatcher_task,
             listener,
             port,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::inserter::InsertError;
 use crate::startup::AppState;
 
 async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
@@ -52,12 +53,26 @@ pub async fn enqueue(
 ) -> Result<Response, ApiError> {
     let job = request.into_new_job(&caller)?;
     check_queues(&state, &caller, std::slice::from_ref(&job)).await?;
-    let EnqueueOutcome { job, created } = state
-        .db
-        .enqueue_jobs(std::slice::from_ref(&job))
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("enqueue returned no row"))?;
+    let EnqueueOutcome { job, created } = if job.idempotency_key.is_none() {
+        let job = state
+            .inserter
+            .insert(job)
+            .await
+            .map_err(|error| match error {
+                InsertError::Unavailable => ApiError::unavailable(
+                    "the job store is unavailable; nothing was stored, try again",
+                ),
+                InsertError::Failed(detail) => ApiError::internal(detail),
+            })?;
+        EnqueueOutcome { job, created: true }
+    } else {
+        state
+            .db
+            .enqueue_jobs(std::slice::from_ref(&job))
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::internal("enqueue returned no row"))?
+    };
     if created {
         metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone())
             .increment(1);

@@ -327,3 +327,34 @@ async fn a_run_at_more_than_a_year_ahead_is_refused() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("runAt"));
 }
+
+#[tokio::test]
+async fn concurrent_single_enqueues_each_get_their_own_job_back() {
+    // Concurrent requests share INSERT statements (group commit): every
+    // request must still be answered with its own row.
+    let app = spawn_app().await;
+    let requests = (0..200).map(|n| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .enqueue(service(), json!({"jobType": "noop", "payload": {"n": n}}))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            assert_eq!(
+                body["payload"]["n"], n,
+                "request {n} got another job: {body}"
+            );
+            job_id(&body)
+        }
+    });
+    let mut ids = futures::future::join_all(requests).await;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "200 distinct jobs");
+    let rows = app.all_rows().await;
+    assert_eq!(rows.len(), 200);
+    for id in ids {
+        let row = app.job_row(id).await.expect("stored");
+        assert_eq!(row.status, "queued");
+    }
+}

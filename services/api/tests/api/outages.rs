@@ -1,13 +1,9 @@
 //! The api with RabbitMQ or PostgreSQL unreachable.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use roundhouse_api::AppState;
-use roundhouse_api::dispatcher::Dispatcher;
-use roundhouse_api::rate_limit::RateLimits;
-use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_db::{Db, PoolSettings};
 use roundhouse_test_support::TestEnv;
@@ -92,26 +88,7 @@ async fn spawn_app_without_database(
         connection_name: "api-test-no-db".to_owned(),
         confirm_timeout: Duration::from_secs(5),
     });
-    let auth = Authenticator::new(AuthSettings {
-        supabase_url: settings.supabase_url.clone(),
-        jwt_secret: settings.supabase_jwt_secret.clone(),
-        service_tokens: settings.service_tokens(),
-        ..AuthSettings::default()
-    });
-    let (dispatcher, _) = Dispatcher::spawn(db.clone(), broker.clone());
-    let state = AppState {
-        db,
-        broker,
-        auth,
-        dispatcher,
-        limits: Arc::new(RateLimits::new(
-            settings.rate_limit_per_user_per_minute,
-            settings.rate_limit_per_ip_per_minute,
-        )),
-        settings: Arc::new(settings),
-        metrics: roundhouse_telemetry::metrics_handle(),
-        started: Instant::now(),
-    };
+    let (state, _) = AppState::assemble(settings, db, broker);
     serve_router(state).await
 }
 
