@@ -11,19 +11,47 @@ use std::time::Duration;
 
 use roundhouse_db::{Completion, Db};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const MAX_BATCH: usize = 1000;
 
-pub(crate) fn spawn(db: Db) -> (mpsc::Sender<Completion>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(10_000);
-    let task = tokio::spawn(run(db, rx));
-    (tx, task)
+/// The running completer.
+pub(crate) struct Completer {
+    task: tokio::task::JoinHandle<()>,
+    close: CancellationToken,
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Completion>) {
+impl Completer {
+    /// Stops taking completions, writes the ones already queued, and returns
+    /// (giving up after `timeout` if the database stays unreachable: those
+    /// jobs' leases expire and they run again).
+    pub(crate) async fn finish(self, timeout: Duration) {
+        self.close.cancel();
+        let _ = tokio::time::timeout(timeout, self.task).await;
+    }
+}
+
+pub(crate) fn spawn(db: Db) -> (mpsc::Sender<Completion>, Completer) {
+    let (tx, rx) = mpsc::channel(10_000);
+    let close = CancellationToken::new();
+    let task = tokio::spawn(run(db, rx, close.clone()));
+    (tx, Completer { task, close })
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Completion>, close: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Ends when every sender is dropped and the channel is drained.
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            _ = close.cancelled(), if !rx.is_closed() => {
+                // No more sends; what is queued is still received below.
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
         metrics::histogram!("roundhouse_completion_batch_size").record(batch.len() as f64);
         let mut delay = Duration::from_millis(50);
         loop {

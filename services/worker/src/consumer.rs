@@ -17,6 +17,8 @@ use crate::startup::Shared;
 
 /// Most deliveries claimed in one statement.
 const MAX_CLAIM_BATCH: usize = 256;
+/// An ack or nack that takes longer is on a dead channel.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -36,14 +38,20 @@ pub(crate) async fn run(
             _ = stop.cancelled() => return,
         };
         let Some(session) = session else { return };
-        let mut consumer = match session
-            .consume_job_queue(queue.as_str(), prefetch, &tag)
-            .await
-        {
-            Ok(consumer) => consumer,
-            Err(error) => {
+        let subscribed = tokio::time::timeout(
+            Duration::from_secs(10),
+            session.consume_job_queue(queue.as_str(), prefetch, &tag),
+        )
+        .await;
+        let mut consumer = match subscribed {
+            Ok(Ok(consumer)) => consumer,
+            Ok(Err(error)) => {
                 tracing::warn!(%error, %queue, "cannot consume queue; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(%queue, "subscribing timed out; retrying");
                 continue;
             }
         };
@@ -57,6 +65,10 @@ pub(crate) async fn run(
             let first = tokio::select! {
                 d = consumer.next() => d,
                 _ = stop.cancelled() => return,
+                _ = session.lost() => {
+                    tracing::warn!(%queue, "connection lost; resubscribing");
+                    break;
+                }
             };
             let first = match first {
                 Some(Ok(delivery)) => delivery,
@@ -80,18 +92,23 @@ pub(crate) async fn run(
                     _ => break,
                 }
             }
-            claim_and_start(&shared, &queue, batch, &tasks).await;
+            if !claim_and_start(&shared, &queue, batch, &tasks).await {
+                tracing::warn!(%queue, "channel unusable; resubscribing");
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
+/// Claims the batch, starts what was claimed, and acknowledges the
+/// deliveries. Returns false when the channel can no longer be used.
 async fn claim_and_start(
     shared: &Arc<Shared>,
     queue: &QueueName,
     batch: Vec<(Delivery, OwnedSemaphorePermit)>,
     tasks: &TaskTracker,
-) {
+) -> bool {
     let ids: Vec<Uuid> = batch
         .iter()
         .filter_map(|(delivery, _)| {
@@ -105,7 +122,6 @@ async fn claim_and_start(
         })
         .collect();
     metrics::histogram!("roundhouse_claim_batch_size").record(batch.len() as f64);
-    let last = &batch.last().expect("batch is never empty").0;
     let claimed = match shared
         .db
         .claim_jobs(
@@ -120,33 +136,49 @@ async fn claim_and_start(
             // Nothing was claimed: give the messages back to the broker.
             tracing::error!(%error, %queue, "claim failed; requeueing deliveries");
             for (delivery, _) in &batch {
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
+                let nack = delivery.acker.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                });
+                if !matches!(tokio::time::timeout(ACK_TIMEOUT, nack).await, Ok(Ok(_))) {
+                    return false;
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            return;
+            return true;
         }
     };
-    // The claims are committed: PostgreSQL's lease now protects these jobs, so
-    // the deliveries can go (one multiple-ack covers the whole batch, since
-    // every earlier delivery on this channel has been handled already).
-    // Unclaimed deliveries were stale duplicates or for a paused queue.
-    if let Err(error) = last.acker.ack(BasicAckOptions { multiple: true }).await {
-        tracing::debug!(%error, "ack failed (channel lost); the broker will redeliver and the claim will drop the duplicates");
-    }
     let skipped = batch.len() - claimed.len();
     if skipped > 0 {
         metrics::counter!("roundhouse_dispatch_dropped_total", "queue" => queue.to_string())
             .increment(skipped as u64);
     }
-    let mut permits: Vec<OwnedSemaphorePermit> = batch.into_iter().map(|(_, p)| p).collect();
+    // The claims are committed: start the jobs whatever happens to the
+    // deliveries from here on.
+    let (deliveries, mut permits): (Vec<Delivery>, Vec<OwnedSemaphorePermit>) =
+        batch.into_iter().unzip();
     for job in claimed {
         let permit = permits.pop().expect("one permit per delivery");
         tasks.spawn(execute(shared.clone(), job, permit));
+    }
+    // PostgreSQL's lease now protects these jobs, so the deliveries can go
+    // (one multiple-ack covers the whole batch, since every earlier delivery
+    // on this channel has been handled already). Unclaimed deliveries were
+    // stale duplicates or for a paused queue. An ack that fails or hangs
+    // means the channel is gone: the broker will redeliver, and the claims
+    // will drop the duplicates.
+    let last = deliveries.last().expect("batch is never empty");
+    match tokio::time::timeout(
+        ACK_TIMEOUT,
+        last.acker.ack(BasicAckOptions { multiple: true }),
+    )
+    .await
+    {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "ack failed");
+            false
+        }
+        Err(_) => false,
     }
 }

@@ -32,6 +32,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             let delivery = tokio::select! {
                 d = consumer.next() => d,
                 _ = stop.cancelled() => return,
+                _ = session.lost() => break,
             };
             let Some(Ok(delivery)) = delivery else { break };
             match serde_json::from_slice::<ControlMessage>(&delivery.data) {

@@ -32,7 +32,7 @@ pub(crate) struct Shared {
 /// A built worker, ready to run.
 pub struct Application {
     shared: Arc<Shared>,
-    completer: tokio::task::JoinHandle<()>,
+    completer: completer::Completer,
     listener: tokio::net::TcpListener,
     port: u16,
 }
@@ -156,20 +156,11 @@ impl Application {
             hand_back(&shared, &unfinished).await;
         }
         background.cancel();
-        // Every execute task is done: dropping the last sender lets the
-        // completer flush what is left and finish.
-        let Shared { broker, db, .. } = match Arc::try_unwrap(shared) {
-            Ok(shared) => shared,
-            Err(shared) => {
-                // Background tasks may still hold a clone for a moment.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("worker tasks did not stop"))?
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(10), completer).await;
+        // Every execute task is done: record the completions still queued.
+        completer.finish(Duration::from_secs(10)).await;
         let _ = ops_server.await;
-        broker.close().await;
-        db.close().await;
+        shared.broker.close().await;
+        shared.db.close().await;
         tracing::info!("worker stopped");
         Ok(())
     }

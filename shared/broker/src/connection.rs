@@ -104,8 +104,18 @@ impl Session {
             .await?)
     }
 
-    fn is_alive(&self) -> bool {
+    /// Whether this session's connection is still usable.
+    pub fn is_alive(&self) -> bool {
         self.connection.status().connected() && self.publisher.status().connected()
+    }
+
+    /// Resolves once this session's connection is no longer usable. A
+    /// consumer selects on it next to its deliveries: a stream on a dead
+    /// connection is not guaranteed to end by itself.
+    pub async fn lost(&self) {
+        while self.is_alive() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 
