@@ -50,12 +50,7 @@ impl Application {
             "agent-executor",
             Arc::new(move || {
                 let db = db.clone();
-                Box::pin(async move {
-                    tokio::time::timeout(Duration::from_secs(2), db.ping())
-                        .await
-                        .map_err(|_| "database timeout".to_owned())?
-                        .map_err(|_| "database unreachable".to_owned())
-                })
+                Box::pin(async move { db.check(Duration::from_secs(2)).await.map(|_| ()) })
             }),
         );
         tracing::info!(port = self.port, "agent executor started");

@@ -223,10 +223,7 @@ impl Application {
                 let db = db.clone();
                 let broker = broker.clone();
                 Box::pin(async move {
-                    tokio::time::timeout(Duration::from_secs(2), db.ping())
-                        .await
-                        .map_err(|_| "database timeout".to_owned())?
-                        .map_err(|_| "database unreachable".to_owned())?;
+                    db.check(Duration::from_secs(2)).await?;
                     if broker.is_connected() {
                         Ok(())
                     } else {

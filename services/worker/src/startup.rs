@@ -222,12 +222,10 @@ pub(crate) async fn dependencies_healthy(
     db: &Db,
     broker: &roundhouse_broker::Broker,
 ) -> Result<(), String> {
-    tokio::time::timeout(Duration::from_secs(2), db.ping())
-        .await
-        .map_err(|_| "database timeout".to_owned())?
-        .map_err(|_| "database unreachable".to_owned())?;
-    if !broker.is_connected() {
-        return Err("broker disconnected".to_owned());
+    db.check(Duration::from_secs(2)).await?;
+    if broker.is_connected() {
+        Ok(())
+    } else {
+        Err("broker disconnected".to_owned())
     }
-    Ok(())
 }

@@ -127,6 +127,17 @@ impl Db {
         Ok(())
     }
 
+    /// A round trip within `timeout`, as a health-check verdict: `Err` names
+    /// what is wrong (`database unreachable` or `database timeout`).
+    pub async fn check(&self, timeout: Duration) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, self.ping()).await {
+            Ok(Ok(())) => Ok(started.elapsed()),
+            Ok(Err(_)) => Err("database unreachable".to_owned()),
+            Err(_) => Err("database timeout".to_owned()),
+        }
+    }
+
     /// Closes the pool, waiting for checked-out connections to return.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -1,6 +1,6 @@
 //! `/health`, `/health/detailed` and `/metrics`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -12,12 +12,7 @@ use crate::extract::AdminCaller;
 use crate::startup::AppState;
 
 async fn database_latency(state: &AppState) -> Result<Duration, String> {
-    let started = Instant::now();
-    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => Ok(started.elapsed()),
-        Ok(Err(_)) => Err("unreachable".to_owned()),
-        Err(_) => Err("timeout".to_owned()),
-    }
+    state.db.check(Duration::from_secs(2)).await
 }
 
 /// `GET /health`: 200 when PostgreSQL answers and RabbitMQ is connected, else 503.
@@ -25,7 +20,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let database = database_latency(&state).await;
     let broker = state.broker.is_connected();
     let reason = match (&database, broker) {
-        (Err(e), _) => Some(format!("database {e}")),
+        (Err(e), _) => Some(e.clone()),
         (Ok(_), false) => Some("broker disconnected".to_owned()),
         _ => None,
     };
