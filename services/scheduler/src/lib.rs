@@ -55,6 +55,11 @@ impl Scheduler {
     /// Runs every sweep once. Each sweep publishes what it changed before the
     /// next one runs, so a failing sweep never strands another's jobs.
     pub async fn run_once(&self) -> anyhow::Result<TickReport> {
+        self.tick(true).await
+    }
+
+    /// Promotes and reaps; looks for missing dispatches too when `sweep_dispatches`.
+    async fn tick(&self, sweep_dispatches: bool) -> anyhow::Result<TickReport> {
         let batch = self.settings.scheduler_batch_size;
         let mut report = TickReport::default();
         let mut first_error = None;
@@ -95,6 +100,9 @@ impl Scheduler {
             Err(error) => first_error = first_error.or(Some(error)),
         }
 
+        if !sweep_dispatches {
+            return Self::finish(report, first_error);
+        }
         match self
             .db
             .claim_undispatched(
@@ -115,11 +123,15 @@ impl Scheduler {
             Err(error) => first_error = first_error.or(Some(error)),
         }
 
+        Self::finish(report, first_error)
+    }
+
+    fn finish(report: TickReport, error: Option<anyhow::Error>) -> anyhow::Result<TickReport> {
         metrics::counter!("roundhouse_scheduler_promoted_total").increment(report.promoted as u64);
         metrics::counter!("roundhouse_leases_reaped_total")
             .increment((report.reaped_requeued + report.reaped_failed) as u64);
         metrics::counter!("roundhouse_redispatched_total").increment(report.redispatched as u64);
-        match first_error {
+        match error {
             Some(error) => Err(error),
             None => Ok(report),
         }
@@ -142,12 +154,20 @@ impl Scheduler {
     }
 
     /// Ticks until `stop` is cancelled. A tick that found a full batch is
-    /// followed at once by another.
+    /// followed at once by another. The dispatch sweep, which reads the whole
+    /// waiting backlog, runs at most every `SCHEDULER_SWEEP_MS`; promotion and
+    /// reaping, which read only due rows, run every tick.
     pub async fn run(&self, stop: CancellationToken) {
         let tick = self.settings.scheduler_tick();
+        let sweep_every = Duration::from_millis(self.settings.scheduler_sweep_ms);
         let full = self.settings.scheduler_batch_size as usize;
+        let mut last_sweep: Option<std::time::Instant> = None;
         loop {
-            let busy = match self.run_once().await {
+            let sweep = last_sweep.is_none_or(|at| at.elapsed() >= sweep_every);
+            if sweep {
+                last_sweep = Some(std::time::Instant::now());
+            }
+            let busy = match self.tick(sweep).await {
                 Ok(report) => {
                     report.promoted >= full
                         || report.redispatched >= full

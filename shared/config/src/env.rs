@@ -42,6 +42,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("WORKER_RETRY_MAX_MS", "worker_retry_max_ms"),
     ("SCHEDULER_TICK_MS", "scheduler_tick_ms"),
     ("SCHEDULER_DISPATCH_GRACE_MS", "scheduler_dispatch_grace_ms"),
+    ("SCHEDULER_SWEEP_MS", "scheduler_sweep_ms"),
     (
         "SCHEDULER_REDISPATCH_AFTER_SECONDS",
         "scheduler_redispatch_after_seconds",
@@ -76,6 +77,7 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("worker_retry_max_ms", "3600000"),
     ("scheduler_tick_ms", "100"),
     ("scheduler_dispatch_grace_ms", "5000"),
+    ("scheduler_sweep_ms", "1000"),
     ("scheduler_redispatch_after_seconds", "300"),
     ("scheduler_batch_size", "1000"),
 ];

@@ -91,6 +91,8 @@ pub struct Settings {
 
     pub scheduler_tick_ms: u64,
     pub scheduler_dispatch_grace_ms: u64,
+    /// How often the dispatch sweep runs (it reads the waiting backlog).
+    pub scheduler_sweep_ms: u64,
     pub scheduler_redispatch_after_seconds: u64,
     pub scheduler_batch_size: i64,
 }

@@ -105,6 +105,7 @@ impl TestEnv {
             ("WORKER_RETRY_MAX_MS", "200".to_owned()),
             ("SCHEDULER_TICK_MS", "50".to_owned()),
             ("SCHEDULER_DISPATCH_GRACE_MS", "1000".to_owned()),
+            ("SCHEDULER_SWEEP_MS", "200".to_owned()),
             ("LOG_LEVEL", "info,sqlx=warn".to_owned()),
         ]
         .into_iter()
