@@ -335,6 +335,22 @@ pub fn assert_error(body: &Value, code: &str) {
     );
 }
 
+/// Asserts a 503 in the error shape with a `Retry-After` of at least a second.
+pub fn assert_unavailable(response: &ApiResponse) {
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.text
+    );
+    assert_error(&response.body, "unavailable");
+    let retry_after: u64 = response
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(retry_after >= 1);
+}
+
 /// Asserts `body` is SPEC's `{"error": {"code", "message"}}`.
 pub fn assert_error_shape(body: &Value) {
     let object = body

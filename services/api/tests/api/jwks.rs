@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ALICE, TestApp, assert_error, fixtures, hmac_signed_token, sign_hs256, spawn_app_with,
+    ALICE, TestApp, assert_error, assert_unavailable, fixtures, hmac_signed_token, sign_hs256,
+    spawn_app_with,
 };
 
 /// A local Supabase Auth that publishes the fixture JWKS and counts fetches.
@@ -198,13 +199,6 @@ async fn an_unreachable_jwks_is_a_temporary_failure_not_a_user_error() {
         )
         .await;
 
-    assert_eq!(
-        response.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        response.text
-    );
-    assert_error(&response.body, "unavailable");
-    assert!(response.header("retry-after").is_some());
+    assert_unavailable(&response);
     assert!(app.all_rows().await.is_empty());
 }

@@ -10,7 +10,8 @@ use roundhouse_test_support::TestEnv;
 use serde_json::json;
 
 use crate::helpers::{
-    ApiResponse, assert_error, client, job_id, serve_router, service, spawn_app_unwaited,
+    ApiResponse, assert_error, assert_unavailable, client, job_id, serve_router, service,
+    spawn_app_unwaited,
 };
 
 const CLOSED_AMQP_PORT: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
@@ -110,18 +111,7 @@ async fn with_the_database_down_enqueue_is_unavailable_with_retry_after() {
     )
     .await;
 
-    assert_eq!(
-        response.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        response.text
-    );
-    assert_error(&response.body, "unavailable");
-    let retry_after: u64 = response
-        .header("retry-after")
-        .and_then(|v| v.parse().ok())
-        .expect("a Retry-After in seconds");
-    assert!(retry_after >= 1);
+    assert_unavailable(&response);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
