@@ -10,12 +10,14 @@ mod job_type;
 mod message;
 mod queue;
 mod retry;
+mod schedule;
 mod status;
 
 pub use job_type::JobType;
 pub use message::{ControlMessage, Dispatch, DispatchMessage};
 pub use queue::{QueueName, QueueNameError};
 pub use retry::RetryPolicy;
+pub use schedule::{CronSchedule, MAX_CRON_LEN, Misfire, MisfirePolicy, ScheduleError, TickPlan};
 pub use status::JobStatus;
 
 /// The error for a string that names no known variant.

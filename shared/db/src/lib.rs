@@ -16,7 +16,9 @@ mod jobs;
 mod lifecycle;
 mod maintenance;
 mod queues;
+mod retention;
 mod rows;
+mod schedules;
 
 use std::time::Duration;
 
@@ -28,7 +30,9 @@ pub use jobs::{CancelOutcome, EnqueueOutcome, JobFilter, NewJob, RetryOutcome};
 pub use lifecycle::{ClaimedJob, Completion, FailOutcome};
 pub use maintenance::Reaped;
 pub use queues::QueueStats;
+pub use retention::{Deleted, FinishedClass};
 pub use rows::JobRow;
+pub use schedules::{FireReport, FiredJob, SchedulePlan, ScheduleRow, ScheduleSpec, ScheduledJob};
 
 /// Errors from the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +46,23 @@ pub enum DbError {
     /// The same idempotency key was used for a different request.
     #[error("idempotency key `{0}` was already used for a different job")]
     IdempotencyConflict(String),
+    /// A unique name is already taken.
+    #[error("`{0}` already exists")]
+    Duplicate(String),
 }
 
 impl DbError {
+    /// Maps a unique violation of `constraint` to [`DbError::Duplicate`]
+    /// naming `value`; any other error passes through.
+    pub(crate) fn duplicate_or(error: sqlx::Error, constraint: &str, value: &str) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
+                DbError::Duplicate(value.to_owned())
+            }
+            _ => DbError::Sqlx(error),
+        }
+    }
+
     /// True when the database could not be reached (as opposed to a query
     /// that failed): callers answer 503 and nothing was stored.
     pub fn is_unavailable(&self) -> bool {

@@ -30,6 +30,10 @@ pub struct JobRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The schedule that created the job, if one did.
+    pub schedule_id: Option<Uuid>,
+    /// The cron tick the job was created for (`None` for manual triggers).
+    pub schedule_tick: Option<DateTime<Utc>>,
 }
 
 impl JobRow {
