@@ -1,7 +1,9 @@
-//! The scheduler: the periodic sweeps that keep PostgreSQL's job table and
-//! RabbitMQ's queues in agreement.
+//! The scheduler: cron schedules (Celery beat's job), and the periodic sweeps
+//! that keep PostgreSQL's job table and RabbitMQ's queues in agreement.
 //!
 //! Every tick it
+//! 0. fires due cron schedules: one job per tick, exactly once however many
+//!    schedulers run (see [`cron`] and `Db::fire_due_schedules`),
 //! 1. promotes `scheduled` jobs whose `runAt` has come (delays, retry backoff),
 //! 2. reaps attempts whose lease expired (their worker died) back to their queue,
 //! 3. resends dispatch messages that were never confirmed (a crash between
@@ -11,6 +13,8 @@
 //! statement that changes them, so two schedulers never do the same work.
 //! Published rows that the broker does not confirm are marked undispatched
 //! again, and the next tick retries them.
+
+mod cron;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +30,12 @@ use tokio_util::sync::CancellationToken;
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
+    /// Due cron schedules handled.
+    pub schedules_due: usize,
+    /// Jobs created by cron ticks.
+    pub fired: usize,
+    /// Missed cron ticks dropped by misfire policies.
+    pub misfires_skipped: u64,
     pub promoted: usize,
     pub reaped_requeued: usize,
     pub reaped_failed: usize,
@@ -63,6 +73,10 @@ impl Scheduler {
         let batch = self.settings.scheduler_batch_size;
         let mut report = TickReport::default();
         let mut first_error = None;
+
+        if let Err(error) = self.fire_schedules(batch, &mut report).await {
+            first_error = Some(error);
+        }
 
         match self
             .db
@@ -126,6 +140,63 @@ impl Scheduler {
         Self::finish(report, first_error)
     }
 
+    /// Fires due cron schedules and publishes their queued jobs.
+    async fn fire_schedules(&self, batch: i64, tick: &mut TickReport) -> anyhow::Result<()> {
+        let report = self
+            .db
+            .fire_due_schedules(batch, cron::plan)
+            .await
+            .context("fire due schedules")?;
+        for (schedule_id, error) in &report.errors {
+            tracing::error!(%schedule_id, error, "schedule disabled: it cannot be planned");
+            metrics::counter!("roundhouse_schedule_errors_total").increment(1);
+        }
+        if report.skipped > 0 {
+            tracing::warn!(
+                count = report.skipped,
+                "skipped missed cron ticks (misfire policy)"
+            );
+            metrics::counter!("roundhouse_schedule_misfires_skipped_total")
+                .increment(report.skipped);
+        }
+        for fired in &report.fired {
+            let late_ms = fired.lateness.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+            tracing::info!(
+                schedule = fired.schedule_name,
+                schedule_id = %fired.schedule_id,
+                job_id = %fired.job_id,
+                tick = %fired.tick,
+                late_ms,
+                "schedule {} fired job {} (late by {late_ms:.1} ms)",
+                fired.schedule_name,
+                fired.job_id,
+            );
+            metrics::histogram!("roundhouse_schedule_tick_lateness_seconds")
+                .record(late_ms / 1000.0);
+        }
+        metrics::counter!("roundhouse_schedule_ticks_fired_total")
+            .increment(report.fired.len() as u64);
+        let dispatches: Vec<Dispatch> = report
+            .fired
+            .iter()
+            .filter_map(|f| f.dispatch.clone())
+            .collect();
+        tick.schedules_due = report.schedules;
+        tick.fired = report.fired.len();
+        tick.misfires_skipped = report.skipped;
+        if !dispatches.is_empty() {
+            // Fired jobs are stored undispatched: if this process dies before
+            // the broker confirms, the dispatch sweep sends them.
+            let outcome = self.broker.publish_dispatches(&dispatches).await;
+            tick.unconfirmed += outcome.failed.len();
+            self.db
+                .mark_dispatched(&outcome.confirmed)
+                .await
+                .context("mark fired jobs dispatched")?;
+        }
+        Ok(())
+    }
+
     fn finish(report: TickReport, error: Option<anyhow::Error>) -> anyhow::Result<TickReport> {
         metrics::counter!("roundhouse_scheduler_promoted_total").increment(report.promoted as u64);
         metrics::counter!("roundhouse_leases_reaped_total")
@@ -154,9 +225,12 @@ impl Scheduler {
     }
 
     /// Ticks until `stop` is cancelled. A tick that found a full batch is
-    /// followed at once by another. The dispatch sweep, which reads the whole
-    /// waiting backlog, runs at most every `SCHEDULER_SWEEP_MS`; promotion and
-    /// reaping, which read only due rows, run every tick.
+    /// followed at once by another. Between ticks the loop sleeps until the
+    /// next cron tick or delayed job is due (asking the database, so the
+    /// scheduler's own clock does not matter), or at most `SCHEDULER_TICK_MS`,
+    /// which bounds how long a schedule edited through the API, a lost lease
+    /// or a job from another replica waits. The dispatch sweep, which reads the
+    /// whole waiting backlog, runs at most every `SCHEDULER_SWEEP_MS`.
     pub async fn run(&self, stop: CancellationToken) {
         let tick = self.settings.scheduler_tick();
         let sweep_every = Duration::from_millis(self.settings.scheduler_sweep_ms);
@@ -169,7 +243,8 @@ impl Scheduler {
             }
             let busy = match self.tick(sweep).await {
                 Ok(report) => {
-                    report.promoted >= full
+                    report.schedules_due >= full
+                        || report.promoted >= full
                         || report.redispatched >= full
                         || report.reaped_requeued >= full
                 }
@@ -178,10 +253,31 @@ impl Scheduler {
                     false
                 }
             };
-            let pause = if busy { Duration::ZERO } else { tick };
+            let pause = if busy {
+                Duration::ZERO
+            } else {
+                self.pause_until_next_due(tick).await
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// How long to sleep: until the next due tick or delayed job, within
+    /// `[MIN_PAUSE, tick]`. The floor keeps a schedule that another replica
+    /// holds locked from turning this loop into a spin.
+    async fn pause_until_next_due(&self, tick: Duration) -> Duration {
+        const MIN_PAUSE: Duration = Duration::from_millis(2);
+        match self.db.seconds_until_next_due().await {
+            Ok(Some(seconds)) if seconds.is_finite() => {
+                Duration::from_secs_f64(seconds.max(0.0)).clamp(MIN_PAUSE, tick)
+            }
+            Ok(_) => tick,
+            Err(error) => {
+                tracing::debug!(%error, "could not read the next due time");
+                tick
             }
         }
     }

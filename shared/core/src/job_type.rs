@@ -100,7 +100,10 @@ impl JobType {
     /// ship in later releases are refused at enqueue time rather than
     /// accepted and failed later.
     pub fn is_available(self) -> bool {
-        matches!(self, JobType::Noop | JobType::Sleep | JobType::Fail)
+        matches!(
+            self,
+            JobType::Noop | JobType::Sleep | JobType::Fail | JobType::Maintenance
+        )
     }
 }
 

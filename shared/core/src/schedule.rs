@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -110,8 +110,17 @@ impl CronSchedule {
         self.search(t, false, false)
     }
 
+    /// croner searches whole seconds: it drops a start time's fraction. A
+    /// fractional start is therefore moved to the whole second on the search's
+    /// side of it (which is then included), so "after 04.7" never answers 04.
     fn search(&self, t: DateTime<Utc>, inclusive: bool, forward: bool) -> Option<DateTime<Utc>> {
-        let local = t.with_timezone(&self.timezone);
+        let whole = t.with_nanosecond(0).unwrap_or(t);
+        let (start, inclusive) = match (whole == t, forward) {
+            (true, _) => (t, inclusive),
+            (false, true) => (whole + TimeDelta::seconds(1), true),
+            (false, false) => (whole, true),
+        };
+        let local = start.with_timezone(&self.timezone);
         let found = if forward {
             self.cron.find_next_occurrence(&local, inclusive)
         } else {
@@ -425,6 +434,35 @@ mod tests {
         );
         assert_eq!(plan.skipped, 0);
         assert_eq!(plan.next_run_at, Some(utc("2026-01-01T00:00:03Z")));
+    }
+
+    #[test]
+    fn fractional_instants_are_never_rounded_onto_the_wrong_side() {
+        let schedule = CronSchedule::parse("* * * * * *", "UTC").unwrap();
+        let t = utc("2026-01-01T00:00:04.730Z");
+        assert_eq!(schedule.next_after(t), Some(utc("2026-01-01T00:00:05Z")));
+        assert_eq!(schedule.at_or_after(t), Some(utc("2026-01-01T00:00:05Z")));
+        assert_eq!(schedule.before(t), Some(utc("2026-01-01T00:00:04Z")));
+        let whole = utc("2026-01-01T00:00:04Z");
+        assert_eq!(
+            schedule.next_after(whole),
+            Some(utc("2026-01-01T00:00:05Z"))
+        );
+        assert_eq!(schedule.at_or_after(whole), Some(whole));
+        assert_eq!(schedule.before(whole), Some(utc("2026-01-01T00:00:03Z")));
+
+        // Re-enabled 2.73 s after the due tick with one second of grace:
+        // 04 is the latest missed tick, 05 is on time.
+        let plan = schedule.plan(
+            utc("2026-01-01T00:00:01Z"),
+            utc("2026-01-01T00:00:05.730Z"),
+            &misfire(MisfirePolicy::RunOnce, 1, 100),
+        );
+        assert_eq!(
+            plan.fire,
+            [utc("2026-01-01T00:00:04Z"), utc("2026-01-01T00:00:05Z")]
+        );
+        assert_eq!(plan.skipped, 3);
     }
 
     #[test]

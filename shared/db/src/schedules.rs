@@ -88,8 +88,9 @@ pub struct ScheduledJob {
     pub tick: Option<DateTime<Utc>>,
     pub max_retries: i32,
     pub timeout_seconds: i32,
-    /// When the job may start (the tick, plus any jitter).
-    pub run_at: DateTime<Utc>,
+    /// When the job may start (the tick, plus any jitter); `None`: now, on
+    /// the database clock.
+    pub run_at: Option<DateTime<Utc>>,
 }
 
 /// The planner's verdict on one due schedule.
@@ -441,15 +442,16 @@ impl Db {
                               max_retries, run_at, timeout_seconds, queued_at,
                               schedule_id, schedule_tick)
             SELECT n.id, n.queue, n.job_type, n.user_id, n.payload,
-                   CASE WHEN n.run_at > now() THEN 'scheduled' ELSE 'queued' END,
-                   n.priority, n.max_retries, n.run_at, n.timeout_seconds,
-                   CASE WHEN n.run_at > now() THEN NULL ELSE now() END,
+                   CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'queued' END,
+                   n.priority, n.max_retries, t.run_at, n.timeout_seconds,
+                   CASE WHEN t.run_at > now() THEN NULL ELSE now() END,
                    n.schedule_id, n.tick
               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                           $6::int[], $7::int[], $8::int[], $9::timestamptz[],
                           $10::uuid[], $11::timestamptz[])
                    AS n(id, queue, job_type, user_id, payload, priority, max_retries,
                         timeout_seconds, run_at, schedule_id, tick)
+             CROSS JOIN LATERAL (SELECT coalesce(n.run_at, now()) AS run_at) t
             ON CONFLICT (schedule_id, schedule_tick) WHERE schedule_tick IS NOT NULL DO NOTHING
             RETURNING *
             "#,
@@ -488,5 +490,35 @@ impl Db {
         .fetch_all(executor)
         .await?;
         Ok(rows)
+    }
+}
+
+impl Db {
+    /// For jobs created by cron ticks at or after `since` (the benchmark):
+    /// milliseconds from tick to job creation, and from tick to start (when
+    /// started).
+    pub async fn tick_lateness_ms(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(f64, Option<f64>)>, DbError> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT extract(epoch FROM created_at - schedule_tick)::float8 * 1000,
+                   extract(epoch FROM started_at - schedule_tick)::float8 * 1000
+              FROM jobs
+             WHERE schedule_tick >= $1
+            "#,
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Disables every schedule (the benchmark's cleanup).
+    pub async fn disable_all_schedules(&self) -> Result<u64, DbError> {
+        let done = sqlx::query("UPDATE schedules SET enabled = false WHERE enabled")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -1,6 +1,8 @@
 //! The scheduler's sweeps against the real PostgreSQL and RabbitMQ, driven
 //! one tick at a time.
 
+mod cron;
+
 use std::time::{Duration, Instant};
 
 use roundhouse_broker::{Broker, BrokerSettings};
