@@ -154,6 +154,9 @@ impl From<DbError> for ApiError {
             DbError::IdempotencyConflict(key) => ApiError::conflict(format!(
                 "idempotencyKey `{key}` was already used for a different job"
             )),
+            DbError::Duplicate(name) => {
+                ApiError::conflict(format!("name: `{name}` is already taken"))
+            }
             error if error.is_unavailable() => {
                 tracing::error!(%error, "database unavailable");
                 ApiError::unavailable("the job store is unavailable; nothing was stored, try again")

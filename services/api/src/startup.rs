@@ -25,7 +25,7 @@ use crate::dispatcher::Dispatcher;
 use crate::error::ApiError;
 use crate::inserter::Inserter;
 use crate::rate_limit::{PRUNE_EVERY, RateLimits};
-use crate::routes::{health, jobs, queues};
+use crate::routes::{health, jobs, queues, schedules};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -205,6 +205,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queues/stats", get(queues::stats))
         .route("/api/queues/{name}/pause", post(queues::pause))
         .route("/api/queues/{name}/resume", post(queues::resume))
+        .route(
+            "/api/schedules",
+            get(schedules::list_schedules).post(schedules::create_schedule),
+        )
+        .route(
+            "/api/schedules/{id}",
+            get(schedules::get_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route(
+            "/api/schedules/{id}/trigger",
+            post(schedules::trigger_schedule),
+        )
         .route("/health", get(health::health))
         .route("/health/detailed", get(health::detailed))
         .route("/metrics", get(health::metrics))

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use roundhouse_core::{ControlMessage, Dispatch, JobStatus};
-use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, NewJob, RetryOutcome};
+use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, RetryOutcome};
 use uuid::Uuid;
 
 use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
@@ -14,7 +14,8 @@ use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::inserter::InsertError;
 use crate::startup::AppState;
 
-async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
+/// Hands a just-committed job to the dispatcher, unless it waits for its `runAt`.
+pub(crate) async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
     if job.status() == JobStatus::Queued {
         state
             .dispatcher
@@ -29,11 +30,15 @@ async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
 
 /// Users may only use queues an operator configured (a `queues` row, which
 /// the built-in queues have); the service may create queues by using them.
-async fn check_queues(state: &AppState, caller: &Caller, jobs: &[NewJob]) -> Result<(), ApiError> {
+pub(crate) async fn check_queues<'a>(
+    state: &AppState,
+    caller: &Caller,
+    queues: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
     if caller.owner().is_none() {
         return Ok(());
     }
-    let mut names: Vec<String> = jobs.iter().map(|job| job.queue.clone()).collect();
+    let mut names: Vec<String> = queues.into_iter().map(str::to_owned).collect();
     names.sort();
     names.dedup();
     match state.db.unconfigured_queues(&names).await?.first() {
@@ -52,7 +57,7 @@ pub async fn enqueue(
     ApiJson(request): ApiJson<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
     let job = request.into_new_job(&caller)?;
-    check_queues(&state, &caller, std::slice::from_ref(&job)).await?;
+    check_queues(&state, &caller, [job.queue.as_str()]).await?;
     let EnqueueOutcome { job, created } = if job.idempotency_key.is_none() {
         let job = state
             .inserter
@@ -117,7 +122,7 @@ pub async fn enqueue_batch(
                 .map_err(|error| error.prefixed(&format!("jobs[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    check_queues(&state, &caller, &jobs).await?;
+    check_queues(&state, &caller, jobs.iter().map(|job| job.queue.as_str())).await?;
     let outcomes = state.db.enqueue_jobs(&jobs).await?;
     let created = outcomes.iter().filter(|o| o.created).count();
     metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch")
@@ -158,22 +163,13 @@ pub async fn list_jobs(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::validation("limit: must be between 1 and 500"));
-    }
+    let (limit, before) = super::page_request(query.limit, query.cursor.as_deref())?;
     let status = query
         .status
         .as_deref()
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(|e| ApiError::validation(format!("status: {e}")))?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(Uuid::parse_str)
-        .transpose()
-        .map_err(|_| ApiError::validation("cursor: not a cursor returned by this API"))?;
     let user_id = match caller.owner() {
         Some(own) => {
             if query.user_id.as_deref().is_some_and(|asked| asked != own) {
@@ -196,12 +192,7 @@ pub async fn list_jobs(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id)
-    } else {
-        None
-    };
+    let next_cursor = super::cut_page(&mut rows, limit, |row| row.id);
     Ok(Json(JobPage {
         jobs: rows.into_iter().map(JobView::from).collect(),
         next_cursor,

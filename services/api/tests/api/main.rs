@@ -12,3 +12,4 @@ mod jwks;
 mod outages;
 mod queues;
 mod rate_limits;
+mod schedules;

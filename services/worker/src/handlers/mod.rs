@@ -1,6 +1,7 @@
 //! The handler registry: the one place job types plug in.
 
 mod diagnostic;
+mod maintenance;
 
 use roundhouse_core::JobType;
 
@@ -13,10 +14,10 @@ pub(crate) fn handler_for(job_type: JobType) -> Option<&'static dyn JobHandler> 
         JobType::Noop => Some(&diagnostic::Noop),
         JobType::Sleep => Some(&diagnostic::Sleep),
         JobType::Fail => Some(&diagnostic::Fail),
+        JobType::Maintenance => Some(&maintenance::Maintenance),
         JobType::LlmProcessing
         | JobType::DataSync
         | JobType::Notifications
-        | JobType::Maintenance
         | JobType::RagIngestion
         | JobType::AgentRun => None,
     }

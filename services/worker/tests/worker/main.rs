@@ -8,4 +8,5 @@ mod cancel;
 mod chaos;
 mod crash;
 mod lifecycle;
+mod maintenance;
 mod priority;
