@@ -390,3 +390,62 @@ async fn a_schedule_that_can_no_longer_be_planned_is_disabled_with_the_reason() 
     assert!(row.last_error.unwrap().contains("Atlantis/Capital"));
     assert!(fired(&env, schedule.id).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_cron_changed_through_the_api_is_followed_from_the_next_tick() {
+    let env = TestEnv::new().await.unwrap();
+    let api = roundhouse_api::startup::Application::build(env.settings())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", api.port());
+    let stop_api = CancellationToken::new();
+    tokio::spawn(api.run_until_stopped(stop_api.clone().cancelled_owned()));
+    let http = reqwest::Client::new();
+    let token = roundhouse_test_support::SERVICE_TOKEN;
+
+    // Once a year: nothing fires while the scheduler runs.
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/schedules"))
+        .bearer_auth(token)
+        .json(&json!({"name": "retimed", "cron": "0 0 1 1 *", "jobType": "noop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+
+    let scheduler = scheduler(&env).await;
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { scheduler.run(stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(fired(&env, id).await.is_empty());
+
+    // Every second from now on, without restarting anything.
+    let changed_at = Utc::now();
+    let response = http
+        .put(format!("{base}/api/schedules/{id}"))
+        .bearer_auth(token)
+        .json(&json!({"cron": "* * * * * *"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    stop.cancel();
+    running.await.unwrap();
+    stop_api.cancel();
+
+    let ticks = fired(&env, id).await;
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    assert!(gaps(&ticks).iter().all(|&gap| gap == 1), "{ticks:?}");
+    let first = ticks[0].0;
+    assert!(
+        first > changed_at && first <= changed_at + TimeDelta::seconds(1),
+        "the first job is the new cron's first tick after the change ({first} vs {changed_at})"
+    );
+}
