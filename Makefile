@@ -74,6 +74,7 @@ migrate: ## create the database if missing and apply migrations
 
 bench: ## the benchmark (release build); pass BENCH_ARGS
 	@scripts/ensure-services.sh
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p roundhouse-bench -- $(BENCH_ARGS)
 
 up: ## docker compose: build the image and start the whole stack

@@ -6,7 +6,9 @@
 //!    all are `completed` in PostgreSQL;
 //! 2. batch enqueues: M jobs through `/api/jobs/batch`, until all are completed;
 //! 3. enqueue→start latency at a fixed offered rate below saturation;
-//! 4. each service's idle and peak RSS.
+//! 4. cron tick lateness: every-second schedules for a minute, then 10,000
+//!    schedules due at spread times (tick → job created, tick → job started);
+//! 5. each service's idle and peak RSS.
 //!
 //! Results go to `bench/out/results.json` and `bench/out/results.md`.
 
@@ -17,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use roundhouse_db::{Db, PoolSettings};
+use futures::{StreamExt, TryStreamExt};
+use roundhouse_db::{Db, PoolSettings, ScheduleSpec};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -30,6 +33,9 @@ struct Options {
     batch_size: usize,
     rate: u64,
     rate_seconds: u64,
+    cron_schedules: usize,
+    spread_schedules: usize,
+    cron_seconds: u64,
     out: PathBuf,
 }
 
@@ -41,6 +47,9 @@ fn options() -> anyhow::Result<Options> {
         batch_size: 500,
         rate: 500,
         rate_seconds: 10,
+        cron_schedules: 10,
+        spread_schedules: 10_000,
+        cron_seconds: 60,
         out: PathBuf::from("bench/out"),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,6 +65,9 @@ fn options() -> anyhow::Result<Options> {
             "--batch-size" => options.batch_size = value.parse()?,
             "--rate" => options.rate = value.parse()?,
             "--rate-seconds" => options.rate_seconds = value.parse()?,
+            "--cron-schedules" => options.cron_schedules = value.parse()?,
+            "--spread-schedules" => options.spread_schedules = value.parse()?,
+            "--cron-seconds" => options.cron_seconds = value.parse()?,
             "--out" => options.out = PathBuf::from(value),
             other => bail!("unknown option {other}"),
         }
@@ -131,6 +143,69 @@ async fn wait_completed(db: &Db, total: i64, timeout: Duration) -> anyhow::Resul
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Creates `count` schedules of `noop` jobs in the `default` queue, `cron(i)`
+/// giving each one's expression, waiting for their next tick.
+async fn create_schedules(
+    db: &Db,
+    prefix: &str,
+    count: usize,
+    cron: impl Fn(usize) -> String,
+) -> anyhow::Result<()> {
+    let specs: Vec<ScheduleSpec> = (0..count)
+        .map(|i| ScheduleSpec {
+            name: format!("{prefix}-{i}"),
+            cron: cron(i),
+            timezone: "UTC".into(),
+            queue: "default".into(),
+            job_type: "noop".into(),
+            payload: json!({}),
+            priority: 0,
+            max_retries: None,
+            timeout_seconds: None,
+            enabled: true,
+            misfire_policy: "skip".into(),
+            misfire_grace_seconds: 60,
+            catch_up_limit: 100,
+            jitter_seconds: 0,
+        })
+        .collect();
+    futures::stream::iter(specs)
+        .map(|spec| async move {
+            let next = roundhouse_core::CronSchedule::parse(&spec.cron, &spec.timezone)?
+                .next_after(chrono::Utc::now());
+            db.create_schedule(Uuid::now_v7(), None, &spec, next)
+                .await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await
+}
+
+/// Runs the schedules made by `create` for `seconds`, then reports the tick
+/// lateness of the jobs they fired.
+async fn measure_cron(db: &Db, seconds: u64) -> anyhow::Result<Value> {
+    let since = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    db.disable_all_schedules().await?;
+    // Let the last fired jobs start.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rows = db.tick_lateness_ms(since).await?;
+    let mut fired: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let mut started: Vec<f64> = rows.iter().filter_map(|r| r.1).collect();
+    fired.sort_by(|a, b| a.total_cmp(b));
+    started.sort_by(|a, b| a.total_cmp(b));
+    Ok(json!({
+        "seconds": seconds,
+        "jobs": fired.len(),
+        "firedP50Ms": percentile(&fired, 50.0),
+        "firedP99Ms": percentile(&fired, 99.0),
+        "firedMaxMs": fired.last().copied().unwrap_or(f64::NAN),
+        "startedP50Ms": percentile(&started, 50.0),
+        "startedP99Ms": percentile(&started, 99.0),
+    }))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -362,6 +437,42 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("  {latency}");
 
+    // 4. Cron: every-second schedules, then many schedules at spread times.
+    println!(
+        "cron: {} every-second schedules for {} s",
+        options.cron_schedules, options.cron_seconds
+    );
+    create_schedules(&db, "every-second", options.cron_schedules, |_| {
+        "* * * * * *".into()
+    })
+    .await?;
+    let cron_every_second = measure_cron(&db, options.cron_seconds).await?;
+    println!("  {cron_every_second}");
+    db.vacuum_job_tables().await?;
+    println!(
+        "cron: {} schedules, each once a minute at its own second, for {} s",
+        options.spread_schedules, options.cron_seconds
+    );
+    create_schedules(&db, "spread", options.spread_schedules, |i| {
+        format!("{} * * * * *", i % 60)
+    })
+    .await?;
+    let scheduler_rss_before_spread = services
+        .iter()
+        .find(|s| s.name == "scheduler")
+        .map(|s| proc_status(s.child.id().unwrap_or(0), "VmRSS:"))
+        .unwrap_or(0);
+    let mut cron_spread = measure_cron(&db, options.cron_seconds).await?;
+    let scheduler_rss = services
+        .iter()
+        .find(|s| s.name == "scheduler")
+        .map(|s| proc_status(s.child.id().unwrap_or(0), "VmHWM:"))
+        .unwrap_or(0);
+    cron_spread["schedules"] = json!(options.spread_schedules);
+    cron_spread["schedulerRssBeforeMb"] = json!(scheduler_rss_before_spread as f64 / 1024.0);
+    cron_spread["schedulerPeakRssMb"] = json!(scheduler_rss as f64 / 1024.0);
+    println!("  {cron_spread}");
+
     // The services' own metrics, for a closer look.
     for (name, port) in [
         ("api", api_port),
@@ -379,7 +490,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // 4. Memory, then a clean stop.
+    // 5. Memory, then a clean stop.
     let mut memory = serde_json::Map::new();
     for service in &mut services {
         let pid = service.child.id().unwrap_or(0);
@@ -412,6 +523,8 @@ async fn main() -> anyhow::Result<()> {
         "single": single,
         "batch": batch,
         "latency": latency,
+        "cronEverySecond": cron_every_second,
+        "cronSpread": cron_spread,
         "memory": memory,
     });
     std::fs::create_dir_all(&options.out)?;
@@ -462,6 +575,27 @@ async fn main() -> anyhow::Result<()> {
             latency["maxMs"].as_f64().unwrap_or(0.0)
         ),
     );
+    for (name, cron, count) in [
+        (
+            "every-second",
+            &results["cronEverySecond"],
+            options.cron_schedules,
+        ),
+        ("spread", &results["cronSpread"], options.spread_schedules),
+    ] {
+        row(
+            &mut table,
+            &format!("cron tick lateness, {count} {name} schedules"),
+            format!(
+                "fired p50 {:.1} ms, p99 {:.1} ms; started p50 {:.1} ms, p99 {:.1} ms ({} jobs)",
+                cron["firedP50Ms"].as_f64().unwrap_or(f64::NAN),
+                cron["firedP99Ms"].as_f64().unwrap_or(f64::NAN),
+                cron["startedP50Ms"].as_f64().unwrap_or(f64::NAN),
+                cron["startedP99Ms"].as_f64().unwrap_or(f64::NAN),
+                cron["jobs"].as_u64().unwrap_or(0),
+            ),
+        );
+    }
     for (name, m) in &memory {
         row(
             &mut table,
