@@ -449,3 +449,62 @@ async fn a_cron_changed_through_the_api_is_followed_from_the_next_tick() {
         "the first job is the new cron's first tick after the change ({first} vs {changed_at})"
     );
 }
+
+#[tokio::test]
+async fn the_scheduler_service_reports_health_and_cron_metrics_on_its_port() {
+    let env = TestEnv::new().await.unwrap();
+    create(&env, &spec("observed", "* * * * * *", "skip", 1)).await;
+    // A schedule that missed ten minutes of ticks, with no grace: all skipped.
+    let mut stale = spec("stale", "* * * * *", "skip", 0);
+    stale.payload = json!({});
+    let row = create(&env, &stale).await;
+    sqlx::query("UPDATE schedules SET next_run_at = now() - interval '10 minutes' WHERE id = $1")
+        .bind(row.id)
+        .execute(env.db.pool())
+        .await
+        .unwrap();
+
+    let app = roundhouse_scheduler::Application::build(env.settings())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["service"], "scheduler");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
+    };
+    assert!(value("roundhouse_schedule_ticks_fired_total") >= 2.0);
+    assert!(value("roundhouse_schedule_tick_lateness_seconds_count") >= 2.0);
+    assert!(metrics.contains("roundhouse_schedule_tick_lateness_seconds_bucket{le=\"0.1\"}"));
+    assert!(value("roundhouse_schedule_misfires_skipped_total") >= 10.0);
+    let skipped = fired(&env, row.id).await;
+    assert!(
+        skipped
+            .iter()
+            .all(|(tick, _)| *tick > Utc::now() - TimeDelta::seconds(70)),
+        "the stale schedule fired none of its missed ticks: {skipped:?}"
+    );
+}
