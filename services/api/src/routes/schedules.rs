@@ -182,8 +182,7 @@ pub async fn trigger_schedule(
                 timeout_seconds: schedule
                     .timeout_seconds
                     .unwrap_or_else(|| job_type.default_timeout_seconds()),
-                // Taken before the insert's transaction starts, so never
-                // ahead of the database's `now()` there: the job is queued.
+                // Now, on the database's clock: the job is queued at once.
                 run_at: None,
             },
         )

@@ -140,7 +140,7 @@ async fn an_every_second_schedule_fires_each_second_and_on_time() {
 }
 
 #[tokio::test]
-async fn fired_jobs_are_dispatched_and_run_by_a_worker() {
+async fn fired_jobs_are_published_and_marked_dispatched() {
     let env = TestEnv::new().await.unwrap();
     let schedule = create(&env, &spec("dispatched", "* * * * * *", "skip", 1)).await;
     run_for(&env, Duration::from_millis(2500)).await;
