@@ -194,8 +194,10 @@ async fn measure_cron(db: &Db, seconds: u64) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rows = db.tick_lateness_ms(since).await?;
     let mut fired: Vec<f64> = rows.iter().map(|r| r.0).collect();
-    let mut started: Vec<f64> = rows.iter().filter_map(|r| r.1).collect();
+    let mut dispatched: Vec<f64> = rows.iter().filter_map(|r| r.1).collect();
+    let mut started: Vec<f64> = rows.iter().filter_map(|r| r.2).collect();
     fired.sort_by(|a, b| a.total_cmp(b));
+    dispatched.sort_by(|a, b| a.total_cmp(b));
     started.sort_by(|a, b| a.total_cmp(b));
     Ok(json!({
         "seconds": seconds,
@@ -203,6 +205,8 @@ async fn measure_cron(db: &Db, seconds: u64) -> anyhow::Result<Value> {
         "firedP50Ms": percentile(&fired, 50.0),
         "firedP99Ms": percentile(&fired, 99.0),
         "firedMaxMs": fired.last().copied().unwrap_or(f64::NAN),
+        "dispatchedP50Ms": percentile(&dispatched, 50.0),
+        "dispatchedP99Ms": percentile(&dispatched, 99.0),
         "startedP50Ms": percentile(&started, 50.0),
         "startedP99Ms": percentile(&started, 99.0),
     }))

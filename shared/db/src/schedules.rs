@@ -495,15 +495,16 @@ impl Db {
 
 impl Db {
     /// For jobs created by cron ticks at or after `since` (the benchmark):
-    /// milliseconds from tick to job creation, and from tick to start (when
-    /// started).
+    /// milliseconds from tick to job creation, to the broker's confirmation
+    /// of its dispatch, and to its start (each when it happened).
     pub async fn tick_lateness_ms(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<(f64, Option<f64>)>, DbError> {
+    ) -> Result<Vec<(f64, Option<f64>, Option<f64>)>, DbError> {
         Ok(sqlx::query_as(
             r#"
             SELECT extract(epoch FROM created_at - schedule_tick)::float8 * 1000,
+                   extract(epoch FROM dispatched_at - schedule_tick)::float8 * 1000,
                    extract(epoch FROM started_at - schedule_tick)::float8 * 1000
               FROM jobs
              WHERE schedule_tick >= $1
