@@ -19,10 +19,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None | Some("serve") => {
+            // Before anything else: a SIGTERM during startup must not kill us outright.
+            let shutdown = roundhouse_telemetry::shutdown_signal();
             let app = Application::build(settings)
                 .await
                 .context("failed to start the api")?;
-            app.run_until_stopped(roundhouse_telemetry::shutdown_signal())
+            app.run_until_stopped(shutdown)
                 .await
                 .context("api stopped with an error")
         }

@@ -12,10 +12,12 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    // Before anything else: a SIGTERM during startup must not kill us outright.
+    let shutdown = roundhouse_telemetry::shutdown_signal();
     let app = Application::build(settings)
         .await
         .context("failed to start the scheduler")?;
-    app.run_until_stopped(roundhouse_telemetry::shutdown_signal())
+    app.run_until_stopped(shutdown)
         .await
         .context("scheduler stopped with an error")
 }

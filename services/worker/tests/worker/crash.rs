@@ -173,3 +173,17 @@ async fn a_bad_setting_stops_the_worker_with_one_line_naming_it() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("WORKER_CONCURRENCY"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_sigterm_during_startup_is_a_clean_exit() {
+    let stack = Stack::api_only().await;
+    let mut worker = stack.worker_process(&[]);
+    // Early, while it connects: the handler is installed before anything else.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    signal(&worker, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), worker.wait())
+        .await
+        .expect("worker exits")
+        .unwrap();
+    assert!(status.success(), "not killed by the signal: {status}");
+}
