@@ -6,8 +6,8 @@ use roundhouse_db::{JobRow, NewJob, ScheduleRow, ScheduleSpec};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::ApiError;
 use crate::extract::Caller;
+use roundhouse_http::ApiError;
 
 /// Longest accepted delay: one year.
 const MAX_DELAY_SECONDS: f64 = 365.0 * 24.0 * 3600.0;

@@ -8,10 +8,8 @@
 
 pub mod dispatcher;
 pub mod dto;
-pub mod error;
 pub mod extract;
 pub mod inserter;
-pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 

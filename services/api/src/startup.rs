@@ -22,10 +22,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::dispatcher::Dispatcher;
-use crate::error::ApiError;
 use crate::inserter::Inserter;
-use crate::rate_limit::{PRUNE_EVERY, RateLimits};
 use crate::routes::{health, jobs, queues, schedules};
+use roundhouse_http::ApiError;
+use roundhouse_http::{Gatekeeper, PRUNE_EVERY, RateLimits};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -39,6 +39,20 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+}
+
+impl Gatekeeper for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn rate_limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    fn client_ip_header(&self) -> &str {
+        &self.settings.client_ip_header
+    }
 }
 
 impl AppState {

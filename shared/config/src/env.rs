@@ -48,6 +48,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "scheduler_redispatch_after_seconds",
     ),
     ("SCHEDULER_BATCH_SIZE", "scheduler_batch_size"),
+    ("OPENAI_API_KEY", "openai_api_key"),
+    ("OPENAI_BASE_URL", "openai_base_url"),
+    ("ANTHROPIC_API_KEY", "anthropic_api_key"),
+    ("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+    ("LOVABLE_API_KEY", "lovable_api_key"),
+    ("LOVABLE_BASE_URL", "lovable_base_url"),
+    ("LLM_PROVIDERS", "llm_providers"),
+    ("LLM_TIMEOUT_SECONDS", "llm_timeout_seconds"),
+    ("LLM_MAX_RETRIES", "llm_max_retries"),
+    ("DEV_PROVIDER_CHUNK_DELAY_MS", "dev_provider_chunk_delay_ms"),
+    ("CREDITS_PER_1K_TOKENS", "credits_per_1k_tokens"),
+    ("MODEL_PRICING", "model_pricing"),
 ];
 
 /// Built-in defaults: they work on a development machine with local
@@ -80,6 +92,12 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("scheduler_sweep_ms", "1000"),
     ("scheduler_redispatch_after_seconds", "300"),
     ("scheduler_batch_size", "1000"),
+    ("llm_providers", ""),
+    ("llm_timeout_seconds", "120"),
+    ("llm_max_retries", "3"),
+    ("dev_provider_chunk_delay_ms", "0"),
+    ("credits_per_1k_tokens", "1"),
+    ("model_pricing", ""),
 ];
 
 /// Turns a deserialisation error into one line naming the variable.

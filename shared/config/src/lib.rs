@@ -45,7 +45,9 @@ pub enum LogFormat {
 }
 
 /// Every service's settings. Each service reads the parts it needs.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` shows no secrets and no URLs (which may carry passwords).
+#[derive(Clone, Deserialize)]
 pub struct Settings {
     pub database_url: String,
     /// Used for migrations when set (a direct or session-pooled URL: the
@@ -95,6 +97,38 @@ pub struct Settings {
     pub scheduler_sweep_ms: u64,
     pub scheduler_redispatch_after_seconds: u64,
     pub scheduler_batch_size: i64,
+
+    /// LLM providers (see `roundhouse-llm`): OpenAI, Anthropic and the
+    /// Lovable gateway by key (base URLs overridable), more OpenAI-compatible
+    /// ones as `LLM_PROVIDERS=name=base_url[|api_key],…`; `dev` is built in.
+    pub openai_api_key: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub anthropic_api_key: Option<String>,
+    pub anthropic_base_url: Option<String>,
+    pub lovable_api_key: Option<String>,
+    pub lovable_base_url: Option<String>,
+    pub llm_providers: String,
+    pub llm_timeout_seconds: u64,
+    pub llm_max_retries: u32,
+    /// Pause between the `dev` provider's streamed words (demos, benchmarks).
+    pub dev_provider_chunk_delay_ms: u64,
+    /// What 1,000 tokens of an agent run cost, unless `MODEL_PRICING` names the model.
+    pub credits_per_1k_tokens: u64,
+    /// Per-model prices: `model=credits_per_1k,…`.
+    pub model_pricing: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("port", &self.port)
+            .field("rabbitmq_prefix", &self.rabbitmq_prefix)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .field("worker_queues", &self.worker_queues)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -189,7 +223,41 @@ impl Settings {
         if self.scheduler_tick_ms == 0 {
             return Err(invalid("SCHEDULER_TICK_MS", "must be positive"));
         }
+        for (var, url) in [
+            ("OPENAI_BASE_URL", &self.openai_base_url),
+            ("ANTHROPIC_BASE_URL", &self.anthropic_base_url),
+            ("LOVABLE_BASE_URL", &self.lovable_base_url),
+        ] {
+            if let Some(url) = url {
+                scheme(var, url, &["https", "http"])?;
+            }
+        }
+        if self.llm_timeout_seconds == 0 {
+            return Err(invalid("LLM_TIMEOUT_SECONDS", "must be positive"));
+        }
+        self.model_pricing()?;
         Ok(())
+    }
+
+    /// `MODEL_PRICING` as (model, credits per 1K tokens) pairs.
+    pub fn model_pricing(&self) -> Result<Vec<(String, u64)>, SettingsError> {
+        split_list(&self.model_pricing)
+            .iter()
+            .map(|entry| {
+                entry
+                    .split_once('=')
+                    .and_then(|(model, price)| {
+                        Some((model.trim().to_owned(), price.trim().parse().ok()?))
+                    })
+                    .filter(|(model, _)| !model.is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "MODEL_PRICING",
+                            format!("`{entry}` is not `model=credits_per_1k_tokens`"),
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// The exact CORS origins.
@@ -274,6 +342,46 @@ mod tests {
             )])
             .collect();
         Settings::load_from(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn debug_output_carries_no_secret() {
+        let settings = load(&[
+            ("DATABASE_URL", "postgres://app:db-password@db:5432/app"),
+            ("SUPABASE_JWT_SECRET", "jwt-secret-value"),
+            ("ROUNDHOUSE_SERVICE_TOKEN", "service-token-value"),
+            ("OPENAI_API_KEY", "sk-openai-value"),
+            ("ANTHROPIC_API_KEY", "sk-ant-value"),
+            ("RAILWAY_BACKEND_SECRET", "backend-secret-value"),
+        ])
+        .unwrap();
+        let shown = format!("{settings:?}");
+        for secret in [
+            "db-password",
+            "jwt-secret-value",
+            "service-token-value",
+            "sk-openai-value",
+            "sk-ant-value",
+            "backend-secret-value",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn model_pricing_is_parsed_or_refused_naming_the_variable() {
+        let settings = load(&[("MODEL_PRICING", "gpt-4o=10, claude-sonnet-4=15")]).unwrap();
+        assert_eq!(
+            settings.model_pricing().unwrap(),
+            [
+                ("gpt-4o".to_owned(), 10),
+                ("claude-sonnet-4".to_owned(), 15)
+            ]
+        );
+        let error = load(&[("MODEL_PRICING", "gpt-4o")]).unwrap_err();
+        assert_eq!(error.variable, "MODEL_PRICING");
+        let error = load(&[("OPENAI_BASE_URL", "api.openai.com")]).unwrap_err();
+        assert_eq!(error.variable, "OPENAI_BASE_URL");
     }
 
     #[test]

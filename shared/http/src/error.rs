@@ -1,4 +1,4 @@
-//! The API's one error type, rendered as SPEC §4's
+//! The HTTP services' one error type, rendered as SPEC §4's
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 use std::time::Duration;

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
 use crate::extract::AdminCaller;
 use crate::startup::AppState;
+use roundhouse_http::ApiError;
 
 async fn database_latency(state: &AppState) -> Result<Duration, String> {
     state.db.check(Duration::from_secs(2)).await

@@ -9,10 +9,10 @@ use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, RetryOutco
 use uuid::Uuid;
 
 use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::inserter::InsertError;
 use crate::startup::AppState;
+use roundhouse_http::ApiError;
 
 /// Hands a just-committed job to the dispatcher, unless it waits for its `runAt`.
 pub(crate) async fn dispatch_if_queued(state: &AppState, job: &JobRow) {

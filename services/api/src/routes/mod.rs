@@ -5,7 +5,7 @@ pub mod schedules;
 
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use roundhouse_http::ApiError;
 
 /// A listing's validated page request: `limit` 1–500 (default 50) and the
 /// `cursor` a previous page returned.

@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use roundhouse_core::QueueName;
 use serde::Serialize;
 
-use crate::error::ApiError;
 use crate::extract::AdminCaller;
 use crate::startup::AppState;
+use roundhouse_http::ApiError;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

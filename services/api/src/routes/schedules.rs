@@ -16,10 +16,10 @@ use crate::dto::{
     EnqueuedView, ScheduleListQuery, SchedulePage, ScheduleRequest, ScheduleView, ValidSchedule,
     job_type_for,
 };
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::routes::jobs::{check_queues, dispatch_if_queued};
 use crate::startup::AppState;
+use roundhouse_http::ApiError;
 
 /// The owner a caller's schedule queries are scoped to: `None` (all) for the
 /// service and admins, the user otherwise. Broader than jobs, where admins

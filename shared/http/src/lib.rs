@@ -1,0 +1,11 @@
+//! The HTTP edge the api and the agent-executor share: SPEC §4's error shape
+//! (`ApiError`), the authenticated-caller extractors (which apply the rate
+//! limits), and JSON/query extractors whose rejections use that shape.
+
+mod error;
+mod extract;
+mod rate_limit;
+
+pub use error::ApiError;
+pub use extract::{AdminCaller, ApiJson, ApiQuery, Caller, Gatekeeper, client_ip};
+pub use rate_limit::{PRUNE_EVERY, RateLimits};
