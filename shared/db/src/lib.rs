@@ -11,6 +11,7 @@
 //! workspace builds without a database and so statements can run unprepared
 //! behind a transaction pooler (see ARCHITECTURE.md).
 
+mod agents;
 mod events;
 mod jobs;
 mod lifecycle;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+pub use agents::{AgentRow, AgentRunRow, AgentSpec, NewRun, RunStart};
 pub use events::EventRow;
 pub use jobs::{CancelOutcome, EnqueueOutcome, JobFilter, NewJob, RetryOutcome};
 pub use lifecycle::{ClaimedJob, Completion, FailOutcome};
