@@ -293,6 +293,9 @@ fn validate_payload(job_type: JobType, payload: &serde_json::Value) -> Result<()
             }
             Ok(())
         }
+        JobType::LlmProcessing => roundhouse_llm::LlmJob::parse(payload)
+            .map(|_| ())
+            .map_err(|e| ApiError::validation(format!("payload.{e}"))),
         _ => Ok(()),
     }
 }

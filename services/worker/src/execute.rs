@@ -42,6 +42,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     user_id: job.user_id.clone(),
                     payload: job.payload.clone(),
                     cancel: token.clone(),
+                    llm: shared.llm.clone(),
                     db: shared.db.clone(),
                 };
                 // Spawned so that a panic fails this attempt, not the worker.

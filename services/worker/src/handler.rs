@@ -32,6 +32,8 @@ pub struct JobContext {
     /// Cancelled when the job is cancelled, its lease is lost, it times out,
     /// or the worker must stop. Long handlers check it and return early.
     pub cancel: CancellationToken,
+    /// The LLM providers configured for this worker.
+    pub llm: roundhouse_llm::Providers,
     pub(crate) db: Db,
 }
 
@@ -50,6 +52,14 @@ impl JobContext {
             .await
         {
             tracing::warn!(%error, job_id = %self.job_id, "could not record progress");
+        }
+    }
+
+    /// Appends streamed output (e.g. LLM tokens) to the job's timeline as
+    /// `chunk` events, which the job's event stream shows live.
+    pub async fn chunks(&self, chunks: &[String]) {
+        if let Err(error) = self.db.append_chunks(self.job_id, self.attempt, chunks).await {
+            tracing::warn!(%error, job_id = %self.job_id, "could not record output chunks");
         }
     }
 

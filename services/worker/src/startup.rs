@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) completions: mpsc::Sender<Completion>,
     /// Cancelled when the drain timeout runs out: running handlers must stop.
     pub(crate) hard_stop: CancellationToken,
+    /// LLM providers for `llm_processing` jobs.
+    pub(crate) llm: roundhouse_llm::Providers,
 }
 
 /// A built worker, ready to run.
@@ -64,6 +66,10 @@ impl Application {
             .await
             .context("cannot bind PORT")?;
         let port = listener.local_addr()?.port();
+        let llm = roundhouse_llm::LlmConfig::from_settings(&settings)
+            .and_then(|config| roundhouse_llm::Providers::from_config(&config))
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        tracing::info!(providers = ?llm.names(), "LLM providers");
         let (completions, completer) = completer::spawn(db.clone());
         Ok(Self {
             shared: Arc::new(Shared {
@@ -74,6 +80,7 @@ impl Application {
                 running: Running::default(),
                 completions,
                 hard_stop: CancellationToken::new(),
+                llm,
             }),
             completer,
             listener,

@@ -102,7 +102,11 @@ impl JobType {
     pub fn is_available(self) -> bool {
         matches!(
             self,
-            JobType::Noop | JobType::Sleep | JobType::Fail | JobType::Maintenance
+            JobType::Noop
+                | JobType::Sleep
+                | JobType::Fail
+                | JobType::Maintenance
+                | JobType::LlmProcessing
         )
     }
 }

@@ -62,4 +62,34 @@ impl Db {
         .rows_affected();
         Ok(inserted == 1)
     }
+
+    /// Appends streamed output (LLM tokens) to the timeline of attempt
+    /// `attempt` as `chunk` events `{content}`, in order, if that attempt is
+    /// still the job's current one.
+    pub async fn append_chunks(
+        &self,
+        job_id: Uuid,
+        attempt: i32,
+        chunks: &[String],
+    ) -> Result<bool, DbError> {
+        if chunks.is_empty() {
+            return Ok(true);
+        }
+        let inserted = sqlx::query(
+            r#"
+            INSERT INTO job_events (job_id, attempt, kind, data)
+            SELECT j.id, j.attempts, 'chunk', jsonb_build_object('content', c.content)
+              FROM jobs j, unnest($3::text[]) WITH ORDINALITY AS c(content, ord)
+             WHERE j.id = $1 AND j.attempts = $2
+             ORDER BY c.ord
+            "#,
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(chunks)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
 }

@@ -1,6 +1,7 @@
 //! The handler registry: the one place job types plug in.
 
 mod diagnostic;
+mod llm;
 mod maintenance;
 
 use roundhouse_core::JobType;
@@ -15,8 +16,8 @@ pub(crate) fn handler_for(job_type: JobType) -> Option<&'static dyn JobHandler> 
         JobType::Sleep => Some(&diagnostic::Sleep),
         JobType::Fail => Some(&diagnostic::Fail),
         JobType::Maintenance => Some(&maintenance::Maintenance),
-        JobType::LlmProcessing
-        | JobType::DataSync
+        JobType::LlmProcessing => Some(&llm::LlmProcessing),
+        JobType::DataSync
         | JobType::Notifications
         | JobType::RagIngestion
         | JobType::AgentRun => None,

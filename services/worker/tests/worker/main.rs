@@ -8,5 +8,6 @@ mod cancel;
 mod chaos;
 mod crash;
 mod lifecycle;
+mod llm;
 mod maintenance;
 mod priority;
