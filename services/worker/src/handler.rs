@@ -58,7 +58,11 @@ impl JobContext {
     /// Appends streamed output (e.g. LLM tokens) to the job's timeline as
     /// `chunk` events, which the job's event stream shows live.
     pub async fn chunks(&self, chunks: &[String]) {
-        if let Err(error) = self.db.append_chunks(self.job_id, self.attempt, chunks).await {
+        if let Err(error) = self
+            .db
+            .append_chunks(self.job_id, self.attempt, chunks)
+            .await
+        {
             tracing::warn!(%error, job_id = %self.job_id, "could not record output chunks");
         }
     }

@@ -96,7 +96,7 @@ async fn a_job_type_without_a_handler_in_this_release_is_refused() {
     let app = spawn_app().await;
     assert_refused(
         &app,
-        json!({"jobType": "llm_processing", "payload": {"provider": "openai", "model": "x", "prompt": "hi"}}),
+        json!({"jobType": "data_sync", "payload": {"syncType": "http_pull"}}),
         "jobType",
     )
     .await;

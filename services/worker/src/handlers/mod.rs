@@ -17,10 +17,9 @@ pub(crate) fn handler_for(job_type: JobType) -> Option<&'static dyn JobHandler> 
         JobType::Fail => Some(&diagnostic::Fail),
         JobType::Maintenance => Some(&maintenance::Maintenance),
         JobType::LlmProcessing => Some(&llm::LlmProcessing),
-        JobType::DataSync
-        | JobType::Notifications
-        | JobType::RagIngestion
-        | JobType::AgentRun => None,
+        JobType::DataSync | JobType::Notifications | JobType::RagIngestion | JobType::AgentRun => {
+            None
+        }
     }
 }
 
