@@ -4,8 +4,10 @@
 
 mod error;
 mod extract;
+mod page;
 mod rate_limit;
 
 pub use error::ApiError;
 pub use extract::{AdminCaller, ApiJson, ApiQuery, Caller, Gatekeeper, client_ip};
+pub use page::{cut_page, page_request};
 pub use rate_limit::{PRUNE_EVERY, RateLimits};

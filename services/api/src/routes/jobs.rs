@@ -163,7 +163,7 @@ pub async fn list_jobs(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let (limit, before) = super::page_request(query.limit, query.cursor.as_deref())?;
+    let (limit, before) = roundhouse_http::page_request(query.limit, query.cursor.as_deref())?;
     let status = query
         .status
         .as_deref()
@@ -192,7 +192,7 @@ pub async fn list_jobs(
             limit: limit + 1,
         })
         .await?;
-    let next_cursor = super::cut_page(&mut rows, limit, |row| row.id);
+    let next_cursor = roundhouse_http::cut_page(&mut rows, limit, |row| row.id);
     Ok(Json(JobPage {
         jobs: rows.into_iter().map(JobView::from).collect(),
         next_cursor,

@@ -51,12 +51,12 @@ pub async fn list_schedules(
     caller: Caller,
     ApiQuery(query): ApiQuery<ScheduleListQuery>,
 ) -> Result<Json<SchedulePage>, ApiError> {
-    let (limit, after) = super::page_request(query.limit, query.cursor.as_deref())?;
+    let (limit, after) = roundhouse_http::page_request(query.limit, query.cursor.as_deref())?;
     let mut rows = state
         .db
         .list_schedules(scope(&caller), after, limit + 1)
         .await?;
-    let next_cursor = super::cut_page(&mut rows, limit, |row| row.id);
+    let next_cursor = roundhouse_http::cut_page(&mut rows, limit, |row| row.id);
     Ok(Json(SchedulePage {
         schedules: rows.into_iter().map(ScheduleView::from).collect(),
         next_cursor,
