@@ -1,63 +1,23 @@
-//! The agent executor. In this release it serves `/health` and `/metrics`
-//! only, so it can be deployed alongside the other services; agent
-//! execution (SPEC §5) is a later milestone.
+//! The agent executor (SPEC §5): runs the heavy agents that Supabase edge
+//! functions forward, in sync or streamed (SSE) mode, with credits reserved
+//! before a run and settled after it; plus agent and credit management.
+//!
+//! **API boundary:** JSON in camelCase, errors as `{"error": {"code",
+//! "message"}}`. Handlers hold no SQL (it is in `roundhouse-db`) and talk to
+//! providers only through `roundhouse-llm`.
+//!
+//! A run executes in its own task ([`runner`]), independent of the request
+//! that started it. Its chunks go to the in-memory [`hub`] (for the streams
+//! following it now) and to PostgreSQL (for the streams that re-attach
+//! later); [`follow`] turns either into server-sent events.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+pub mod dto;
+pub mod error;
+pub mod follow;
+pub mod hub;
+pub mod pricing;
+pub mod routes;
+pub mod runner;
+pub mod startup;
 
-use anyhow::Context;
-use roundhouse_config::Settings;
-use roundhouse_db::{Db, PoolSettings};
-
-/// The agent-executor service.
-pub struct Application {
-    db: Db,
-    listener: tokio::net::TcpListener,
-    port: u16,
-}
-
-impl Application {
-    /// Binds `PORT` (default 8081).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = Db::connect_lazy(
-            &settings.database_url,
-            &PoolSettings {
-                max_connections: 2,
-                ..PoolSettings::default()
-            },
-        )
-        .context("DATABASE_URL")?;
-        let listener = roundhouse_telemetry::bind(settings.port.unwrap_or(8081))
-            .await
-            .context("cannot bind PORT")?;
-        let port = listener.local_addr()?.port();
-        Ok(Self { db, listener, port })
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until `shutdown` resolves.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let db = self.db.clone();
-        let router = roundhouse_telemetry::ops_router(
-            "agent-executor",
-            Arc::new(move || {
-                let db = db.clone();
-                Box::pin(async move { db.check(Duration::from_secs(2)).await.map(|_| ()) })
-            }),
-        );
-        tracing::info!(port = self.port, "agent executor started");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        self.db.close().await;
-        Ok(())
-    }
-}
+pub use startup::{AppState, Application, router};

@@ -167,6 +167,26 @@ impl Db {
         .await?)
     }
 
+    /// A page of published agents, anyone's, in creation order after `after`.
+    pub async fn list_published_agents(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<AgentRow>, DbError> {
+        Ok(sqlx::query_as(
+            r#"
+            SELECT * FROM agents
+             WHERE is_published AND ($1::uuid IS NULL OR id > $1)
+             ORDER BY id
+             LIMIT $2
+            "#,
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Rewrites an agent's settings, if it exists and (when `owner` is given)
     /// belongs to that user.
     pub async fn update_agent(

@@ -1,0 +1,276 @@
+//! Wiring: state, router, start and graceful stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use roundhouse_auth::{AuthSettings, Authenticator};
+use roundhouse_config::Settings;
+use roundhouse_db::{Db, PoolSettings};
+use roundhouse_http::{ApiError, Gatekeeper, PRUNE_EVERY, RateLimits};
+use roundhouse_llm::{LlmConfig, Providers};
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::hub::RunHub;
+use crate::pricing::Pricing;
+use crate::routes::{agents, credits, execute, runs};
+use crate::runner::Runner;
+
+/// How long a stopping executor lets runs finish before it interrupts them
+/// (they fail and are refunded). Below the usual 30 s a platform waits
+/// between SIGTERM and SIGKILL.
+const RUN_DRAIN: Duration = Duration::from_secs(20);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub auth: Authenticator,
+    pub limits: Arc<RateLimits>,
+    pub settings: Arc<Settings>,
+    pub providers: Providers,
+    pub pricing: Arc<Pricing>,
+    /// The runs executing on this replica, for the streams that follow them.
+    pub hub: Arc<RunHub>,
+    pub runner: Runner,
+    /// Cancelled when the executor starts shutting down.
+    pub closing: CancellationToken,
+}
+
+impl Gatekeeper for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn rate_limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    fn client_ip_header(&self) -> &str {
+        &self.settings.client_ip_header
+    }
+}
+
+impl AppState {
+    /// Wires the state around a database. Fails on bad LLM or pricing
+    /// settings, naming the variable.
+    pub fn assemble(settings: Settings, db: Db) -> anyhow::Result<Self> {
+        let llm = LlmConfig::from_settings(&settings).context("invalid LLM settings")?;
+        let providers = Providers::from_config(&llm).context("invalid LLM settings")?;
+        let pricing = Arc::new(Pricing::from_settings(&settings)?);
+        let auth = Authenticator::new(AuthSettings {
+            supabase_url: settings.supabase_url.clone(),
+            jwt_secret: settings.supabase_jwt_secret.clone(),
+            service_tokens: settings.service_tokens(),
+            ..AuthSettings::default()
+        });
+        if settings
+            .railway_backend_secret
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
+        {
+            tracing::warn!(
+                "RAILWAY_BACKEND_SECRET is not set: POST /api/agent/execute answers 503"
+            );
+        }
+        tracing::info!(providers = ?providers.names(), "LLM providers configured");
+        Ok(AppState {
+            limits: Arc::new(RateLimits::new(
+                settings.rate_limit_per_user_per_minute,
+                settings.rate_limit_per_ip_per_minute,
+            )),
+            runner: Runner::new(db.clone(), pricing.clone()),
+            db,
+            auth,
+            settings: Arc::new(settings),
+            providers,
+            pricing,
+            hub: Arc::new(RunHub::default()),
+            closing: CancellationToken::new(),
+        })
+    }
+}
+
+/// The agent-executor service, bound and ready to serve.
+pub struct Application {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    port: u16,
+}
+
+impl Application {
+    /// Connects (lazily: the service starts, unhealthy, while PostgreSQL is
+    /// down) and binds `PORT` (default 8081; 0 picks a free port).
+    /// Migrations are the api's job (`roundhouse-api migrate`).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect_lazy(
+            &settings.database_url,
+            &PoolSettings {
+                max_connections: settings.database_max_connections,
+                ..PoolSettings::default()
+            },
+        )
+        .context("DATABASE_URL")?;
+        let state = AppState::assemble(settings, db)?;
+        let listener = roundhouse_telemetry::bind(state.settings.port.unwrap_or(8081))
+            .await
+            .context("cannot bind PORT")?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            state,
+            listener,
+            port,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The state (tests use its handles).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets runs
+    /// finish for a while (interrupting and refunding the rest) and waits
+    /// for their responses to go out.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let closing = state.closing.clone();
+        let signal = {
+            let closing = closing.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                closing.cancel();
+            })
+        };
+        let drain = {
+            let (closing, runner) = (closing.clone(), state.runner.clone());
+            tokio::spawn(async move {
+                closing.cancelled().await;
+                runner.drain(RUN_DRAIN).await;
+            })
+        };
+        let pruner = {
+            let limits = state.limits.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PRUNE_EVERY);
+                loop {
+                    every.tick().await;
+                    limits.prune();
+                }
+            })
+        };
+        let db = state.db.clone();
+        // Without TCP_NODELAY a response written in two segments waits for the
+        // client's delayed ACK: ~40 ms per request (and per streamed event).
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        tracing::info!(port = self.port, "agent executor listening");
+        let served = axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(closing.clone().cancelled_owned())
+        .await;
+        // Connections are closed once every run has ended; the drain is done
+        // or nearly (a server error gets here without a signal: stop anyway).
+        closing.cancel();
+        let _ = drain.await;
+        signal.abort();
+        pruner.abort();
+        db.close().await;
+        served?;
+        tracing::info!("agent executor stopped");
+        Ok(())
+    }
+}
+
+/// The executor's routes and middleware, plus `/health` and `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let db = state.db.clone();
+    let ops = roundhouse_telemetry::ops_router(
+        "agent-executor",
+        Arc::new(move || {
+            let db = db.clone();
+            Box::pin(async move { db.check(Duration::from_secs(2)).await.map(|_| ()) })
+        }),
+    );
+    let api = Router::new()
+        .route(
+            "/api/agents",
+            get(agents::list_agents).post(agents::create_agent),
+        )
+        .route(
+            "/api/agents/{id}",
+            get(agents::get_agent)
+                .put(agents::update_agent)
+                .delete(agents::delete_agent),
+        )
+        .route("/api/credits", get(credits::get_credits))
+        .route("/api/credits/grant", post(credits::grant_credits))
+        .route("/api/agent/execute", post(execute::execute))
+        .route("/api/agent/runs/{id}", get(runs::get_run))
+        .route("/api/agent/runs/{id}/stream", get(runs::stream_run))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(middleware::map_response(method_not_allowed_in_error_shape))
+        .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
+        .layer(TraceLayer::new_for_http());
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .allowed_origins()
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let api = if origins.is_empty() {
+        api
+    } else {
+        // An exact allowlist: the Origin header is never reflected.
+        api.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-run-id")])
+                .max_age(Duration::from_secs(600)),
+        )
+    };
+    api.with_state(state).merge(ops)
+}
+
+/// Axum answers a wrong method with an empty 405 carrying `Allow`; give it
+/// the API's error body and keep the header. (The same as the api's.)
+async fn method_not_allowed_in_error_shape(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut shaped = ApiError::method_not_allowed().into_response();
+    if let Some(allow) = allow {
+        shaped.headers_mut().insert(header::ALLOW, allow);
+    }
+    shaped
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the agent executor: the real router against a fresh
+//! PostgreSQL database per test, with the `dev` provider (and a local
+//! provider that always fails).
+
+mod agents;
+mod auth;
+mod helpers;
+mod runs;
+mod startup;
+mod streams;
