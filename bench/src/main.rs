@@ -8,7 +8,10 @@
 //! 3. enqueue→start latency at a fixed offered rate below saturation;
 //! 4. cron tick lateness: every-second schedules for a minute, then 10,000
 //!    schedules due at spread times (tick → job created, tick → job started);
-//! 5. each service's idle and peak RSS.
+//! 5. agents (`agents.rs`): time to first chunk through SSE and WebSocket,
+//!    chunks/s of one stream, and many streamed runs at once, against the
+//!    agent executor with the `dev` provider;
+//! 6. each service's idle and peak RSS.
 //!
 //! Results go to `bench/out/results.json` and `bench/out/results.md`.
 
@@ -24,6 +27,8 @@ use roundhouse_db::{Db, PoolSettings, ScheduleSpec};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod agents;
+
 const TOKEN: &str = "bench-service-token-0123456789abcdef";
 
 struct Options {
@@ -36,6 +41,7 @@ struct Options {
     cron_schedules: usize,
     spread_schedules: usize,
     cron_seconds: u64,
+    agents: agents::AgentOptions,
     out: PathBuf,
 }
 
@@ -50,6 +56,11 @@ fn options() -> anyhow::Result<Options> {
         cron_schedules: 10,
         spread_schedules: 10_000,
         cron_seconds: 60,
+        agents: agents::AgentOptions {
+            runs: 200,
+            concurrency: 500,
+            chunk_delay_ms: 5,
+        },
         out: PathBuf::from("bench/out"),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,6 +79,9 @@ fn options() -> anyhow::Result<Options> {
             "--cron-schedules" => options.cron_schedules = value.parse()?,
             "--spread-schedules" => options.spread_schedules = value.parse()?,
             "--cron-seconds" => options.cron_seconds = value.parse()?,
+            "--agent-runs" => options.agents.runs = value.parse()?,
+            "--agent-concurrency" => options.agents.concurrency = value.parse()?,
+            "--agent-chunk-delay-ms" => options.agents.chunk_delay_ms = value.parse()?,
             "--out" => options.out = PathBuf::from(value),
             other => bail!("unknown option {other}"),
         }
@@ -119,6 +133,38 @@ fn spawn(
         child,
         idle_rss_kb: 0,
     })
+}
+
+/// Waits (up to a minute) until the service at `base` answers `/health`.
+async fn wait_healthy(base: &str, name: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the {name} did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops a service with SIGTERM, as a platform would, and waits for it.
+async fn stop(service: &mut Service) {
+    let pid = service.child.id().unwrap_or(0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(30), service.child.wait()).await;
+    if !matches!(status, Ok(Ok(s)) if s.success()) {
+        eprintln!("{} did not exit cleanly: {status:?}", service.name);
+    }
 }
 
 /// Waits until `total` jobs of the `default` queue have completed. It counts
@@ -264,21 +310,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let api = format!("http://127.0.0.1:{api_port}");
-    let started = Instant::now();
-    loop {
-        if http
-            .get(format!("{api}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the api did not become healthy");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&api, "api").await?;
     services.push(spawn(&bin_dir, "worker", &env, api_port + 2)?);
     services.push(spawn(&bin_dir, "scheduler", &env, api_port + 3)?);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -477,6 +509,10 @@ async fn main() -> anyhow::Result<()> {
     cron_spread["schedulerPeakRssMb"] = json!(scheduler_rss as f64 / 1024.0);
     println!("  {cron_spread}");
 
+    // 5. Agents, against the executor (started for this phase only).
+    let agents =
+        agents::measure(&bin_dir, &env, api_port + 1, &options.agents, &options.out).await?;
+
     // The services' own metrics, for a closer look.
     for (name, port) in [
         ("api", api_port),
@@ -494,7 +530,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // 5. Memory, then a clean stop.
+    // 6. Memory, then a clean stop.
     let mut memory = serde_json::Map::new();
     for service in &mut services {
         let pid = service.child.id().unwrap_or(0);
@@ -529,6 +565,7 @@ async fn main() -> anyhow::Result<()> {
         "latency": latency,
         "cronEverySecond": cron_every_second,
         "cronSpread": cron_spread,
+        "agents": agents,
         "memory": memory,
     });
     std::fs::create_dir_all(&options.out)?;
@@ -599,6 +636,9 @@ async fn main() -> anyhow::Result<()> {
                 cron["jobs"].as_u64().unwrap_or(0),
             ),
         );
+    }
+    for (name, value) in agents::table_rows(&results["agents"]) {
+        row(&mut table, &name, value);
     }
     for (name, m) in &memory {
         row(

@@ -270,21 +270,19 @@ pub struct ExecuteRequest {
     pub user_id: Option<String>,
 }
 
-impl ExecuteRequest {
-    /// Checks the conversation; the message of a refusal names the field.
-    pub fn check_messages(&self) -> Result<(), ApiError> {
-        if self.messages.is_empty() {
-            return Err(ApiError::validation(
-                "messages: must hold at least one message",
-            ));
-        }
-        if self.messages.len() > MAX_MESSAGES {
-            return Err(ApiError::validation(format!(
-                "messages: at most {MAX_MESSAGES} messages"
-            )));
-        }
-        Ok(())
+/// Checks a run's conversation; the message of a refusal names the field.
+pub fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::validation(
+            "messages: must hold at least one message",
+        ));
     }
+    if messages.len() > MAX_MESSAGES {
+        return Err(ApiError::validation(format!(
+            "messages: at most {MAX_MESSAGES} messages"
+        )));
+    }
+    Ok(())
 }
 
 /// The answer of a sync run.
@@ -340,4 +338,70 @@ impl From<AgentRunRow> for RunView {
 pub struct StreamQuery {
     /// The first chunk number to send (`Last-Event-ID` + 1 wins over it).
     pub from: Option<i32>,
+}
+
+/// Query of `GET /ws`.
+#[derive(Debug, Deserialize)]
+pub struct ConnectQuery {
+    /// The user's access token (browsers cannot set headers on a WebSocket).
+    pub token: Option<String>,
+}
+
+/// A message from a WebSocket client.
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum ClientMessage {
+    /// Run an agent; the answers carry `request_id`.
+    AgentExecute {
+        request_id: String,
+        agent_id: Uuid,
+        messages: Vec<ChatMessage>,
+    },
+}
+
+/// A message to a WebSocket client. Each names the request it answers.
+#[derive(Debug, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMessage<'a> {
+    /// The run was recorded, its credits reserved.
+    AgentStart { request_id: &'a str, run_id: Uuid },
+    /// The next piece of output; `seq` numbers chunks from 1, as the event
+    /// ids of `GET /api/agent/runs/{runId}/stream` do.
+    AgentChunk {
+        request_id: &'a str,
+        run_id: Uuid,
+        seq: i32,
+        content: &'a str,
+    },
+    /// The run completed and was settled.
+    AgentDone {
+        request_id: &'a str,
+        run_id: Uuid,
+        usage: &'a serde_json::Value,
+        credits_used: i64,
+    },
+    /// The request was refused (no `runId`) or its run failed (credits
+    /// refunded). `code` is the HTTP API's error code for the same case,
+    /// or `invalid_message`.
+    AgentError {
+        /// Absent when a malformed message did not name one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run_id: Option<Uuid>,
+        code: &'a str,
+        message: &'a str,
+        /// Seconds to wait before asking again (`rate_limited`, `unavailable`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
 }

@@ -35,10 +35,10 @@ impl From<roundhouse_db::DbError> for ExecuteError {
     }
 }
 
-impl IntoResponse for ExecuteError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            ExecuteError::Api(error) => return error.into_response(),
+impl From<ExecuteError> for ApiError {
+    fn from(error: ExecuteError) -> Self {
+        let (status, code, message) = match error {
+            ExecuteError::Api(error) => return error,
             ExecuteError::BadBackendSecret => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -61,6 +61,12 @@ impl IntoResponse for ExecuteError {
                 "mode \"async\" is not available yet; use sync or stream: true".to_owned(),
             ),
         };
-        ApiError::new(status, code, message).into_response()
+        ApiError::new(status, code, message)
+    }
+}
+
+impl IntoResponse for ExecuteError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }

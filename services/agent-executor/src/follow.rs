@@ -1,5 +1,6 @@
-//! Following a run as server-sent events: `agent_chunk` (with the chunk
-//! number as the event id) … then `agent_done` or `agent_error`.
+//! Following a run: its start, its numbered chunks, then how it ended, as
+//! [`Update`]s that each transport renders its own way (server-sent events
+//! in `routes/runs.rs`, WebSocket messages in `socket.rs`).
 //!
 //! A follower reads from whichever source has the run: the hub while the
 //! run executes on this replica (see [`crate::hub`] for why attaching loses
@@ -9,11 +10,9 @@
 //! run ends) neither skips nor repeats a chunk.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::sse::Event;
 use futures::Stream;
 use roundhouse_db::{Db, DbError};
 use serde_json::json;
@@ -22,9 +21,31 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::hub::{Attachment, RunEvent, RunHub};
+use crate::runner::RunFailure;
 
 /// How often the database is asked about a run executing elsewhere.
 const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// What a follower reports, in order: `Started` (only when following from
+/// the start), `Chunk`s numbered from 1 without gaps or repeats, then one of
+/// `Done` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Started,
+    Chunk {
+        seq: i32,
+        content: Arc<str>,
+    },
+    Done {
+        usage: serde_json::Value,
+        credits_used: i64,
+    },
+    Failed {
+        /// An error code like the HTTP API's (`provider_error`, …).
+        code: &'static str,
+        message: String,
+    },
+}
 
 /// Where a follower gets the run's next events.
 enum Source {
@@ -42,7 +63,7 @@ pub struct Follower {
     hub: Arc<RunHub>,
     run_id: Uuid,
     next_seq: i32,
-    ready: VecDeque<Event>,
+    ready: VecDeque<Update>,
     source: Source,
     finished: bool,
     /// Polling stops when the executor shuts down.
@@ -71,7 +92,7 @@ impl Follower {
     }
 
     /// Follows a run from its start, through an attachment taken before it
-    /// started; the first event is `agent_start` {runId}.
+    /// started; the first update is [`Update::Started`].
     pub fn from_start(
         db: Db,
         hub: Arc<RunHub>,
@@ -80,28 +101,31 @@ impl Follower {
         closing: CancellationToken,
     ) -> Self {
         let mut follower = Self::new(db, hub, run_id, 1, closing);
-        follower
-            .ready
-            .push_back(event("agent_start", json!({ "runId": run_id })));
+        follower.ready.push_back(Update::Started);
         for (seq, content) in attachment.unstored {
-            follower.chunk(seq, &content);
+            follower.chunk(seq, content);
         }
         follower.source = Source::Hub(attachment.events);
         follower
     }
 
-    /// The events as a stream (ends after the final event).
-    pub fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    /// The run followed.
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    /// The updates as a stream (ends after the final one).
+    pub fn into_stream(self) -> impl Stream<Item = Update> + Send + 'static {
         futures::stream::unfold(self, |mut follower| async move {
-            let event = follower.next_event().await?;
-            Some((Ok(event), follower))
+            let update = follower.next_update().await?;
+            Some((update, follower))
         })
     }
 
-    async fn next_event(&mut self) -> Option<Event> {
+    async fn next_update(&mut self) -> Option<Update> {
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Some(event);
+            if let Some(update) = self.ready.pop_front() {
+                return Some(update);
             }
             if self.finished {
                 return None;
@@ -124,19 +148,22 @@ impl Follower {
             };
             if let Err(error) = step {
                 tracing::error!(run_id = %self.run_id, %error, "cannot follow agent run");
-                self.fail("internal error while following the run; reconnect to resume");
+                self.fail(
+                    "internal_error",
+                    "internal error while following the run; reconnect to resume",
+                );
             }
         }
     }
 
     fn receive(&mut self, received: Result<RunEvent, RecvError>) {
         match received {
-            Ok(RunEvent::Chunk { seq, content }) => self.chunk(seq, &content),
+            Ok(RunEvent::Chunk { seq, content }) => self.chunk(seq, content),
             Ok(RunEvent::Completed {
                 usage,
                 credits_used,
             }) => self.done(json!(usage), credits_used),
-            Ok(RunEvent::Failed { message }) => self.fail(&message),
+            Ok(RunEvent::Failed { code, message }) => self.fail(code, &message),
             // Fell behind (what was missed is stored or unstored: resync
             // finds it), or the run just left the hub.
             Err(RecvError::Lagged(_) | RecvError::Closed) => self.source = Source::Unattached,
@@ -150,10 +177,10 @@ impl Follower {
             // Attach first, read second: a chunk stored after this read was
             // published after the attachment, so the receiver has it.
             for (seq, content) in self.db.run_chunks(self.run_id, self.next_seq).await? {
-                self.chunk(seq, &content);
+                self.chunk(seq, content.into());
             }
             for (seq, content) in attachment.unstored {
-                self.chunk(seq, &content);
+                self.chunk(seq, content);
             }
             self.source = Source::Hub(attachment.events);
             return Ok(());
@@ -161,49 +188,47 @@ impl Follower {
         // Status first, chunks second: a run is settled only after all its
         // chunks are stored.
         let Some(run) = self.db.get_run(self.run_id, None).await? else {
-            self.fail("the run no longer exists");
+            self.fail("not_found", "the run no longer exists");
             return Ok(());
         };
         for (seq, content) in self.db.run_chunks(self.run_id, self.next_seq).await? {
-            self.chunk(seq, &content);
+            self.chunk(seq, content.into());
         }
         match run.status.as_str() {
             "completed" => self.done(
                 run.usage.unwrap_or(serde_json::Value::Null),
                 run.credits_used.unwrap_or(0),
             ),
-            "failed" => self.fail(run.error.as_deref().unwrap_or("the run failed")),
+            "failed" => {
+                let message = run.error.as_deref().unwrap_or("the run failed");
+                self.fail(RunFailure::stored_code(message), message);
+            }
             _ => self.source = Source::Polling,
         }
         Ok(())
     }
 
-    fn chunk(&mut self, seq: i32, content: &str) {
+    fn chunk(&mut self, seq: i32, content: Arc<str>) {
         if seq < self.next_seq {
             return;
         }
         self.next_seq = seq + 1;
-        self.ready
-            .push_back(event("agent_chunk", json!({ "content": content })).id(seq.to_string()));
+        self.ready.push_back(Update::Chunk { seq, content });
     }
 
     fn done(&mut self, usage: serde_json::Value, credits_used: i64) {
-        self.ready.push_back(event(
-            "agent_done",
-            json!({ "runId": self.run_id, "usage": usage, "creditsUsed": credits_used }),
-        ));
+        self.ready.push_back(Update::Done {
+            usage,
+            credits_used,
+        });
         self.finished = true;
     }
 
-    fn fail(&mut self, message: &str) {
-        self.ready.push_back(event(
-            "agent_error",
-            json!({ "runId": self.run_id, "message": message }),
-        ));
+    fn fail(&mut self, code: &'static str, message: &str) {
+        self.ready.push_back(Update::Failed {
+            code,
+            message: message.to_owned(),
+        });
         self.finished = true;
     }
-}
-
-fn event(name: &'static str, data: serde_json::Value) -> Event {
-    Event::default().event(name).data(data.to_string())
 }

@@ -31,7 +31,7 @@ pub enum RunEvent {
     /// The run completed and was settled.
     Completed { usage: RunUsage, credits_used: i64 },
     /// The run failed; its credits were refunded.
-    Failed { message: String },
+    Failed { code: &'static str, message: String },
 }
 
 /// What a follower attaching to a running run starts from.

@@ -94,6 +94,25 @@ impl RunFailure {
             RunFailure::Internal => "internal error while running the agent".to_owned(),
         }
     }
+
+    /// Its error code, as the HTTP API answers a sync run that failed so.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunFailure::Provider(_) => "provider_error",
+            RunFailure::Interrupted => "unavailable",
+            RunFailure::Internal => "internal_error",
+        }
+    }
+
+    /// The code of a failure known only by the message stored with its run
+    /// (a run followed after it ended): the fixed messages are ours, any
+    /// other is the provider's.
+    pub fn stored_code(message: &str) -> &'static str {
+        [RunFailure::Interrupted, RunFailure::Internal]
+            .into_iter()
+            .find(|failure| failure.message() == message)
+            .map_or("provider_error", |failure| failure.code())
+    }
 }
 
 /// Starts and tracks run tasks.
@@ -153,6 +172,7 @@ impl Runner {
                 }
                 RunOutcome::Failed(failure) => {
                     publisher.finish(RunEvent::Failed {
+                        code: failure.code(),
                         message: failure.message(),
                     });
                     tracing::warn!(

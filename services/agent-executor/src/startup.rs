@@ -19,18 +19,22 @@ use roundhouse_db::{Db, PoolSettings};
 use roundhouse_http::{ApiError, Gatekeeper, PRUNE_EVERY, RateLimits};
 use roundhouse_llm::{LlmConfig, Providers};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::hub::RunHub;
 use crate::pricing::Pricing;
-use crate::routes::{agents, credits, execute, runs};
+use crate::routes::{agents, credits, execute, runs, ws};
 use crate::runner::Runner;
 
 /// How long a stopping executor lets runs finish before it interrupts them
 /// (they fail and are refunded). Below the usual 30 s a platform waits
 /// between SIGTERM and SIGKILL.
 const RUN_DRAIN: Duration = Duration::from_secs(20);
+/// How long WebSockets get, once the runs have ended, to send their last
+/// messages and close.
+const SOCKET_DRAIN: Duration = Duration::from_secs(5);
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,6 +48,9 @@ pub struct AppState {
     /// The runs executing on this replica, for the streams that follow them.
     pub hub: Arc<RunHub>,
     pub runner: Runner,
+    /// The open WebSocket sessions (upgraded connections outlive the
+    /// server's graceful shutdown, so they are awaited separately).
+    pub sockets: TaskTracker,
     /// Cancelled when the executor starts shutting down.
     pub closing: CancellationToken,
 }
@@ -97,6 +104,7 @@ impl AppState {
             providers,
             pricing,
             hub: Arc::new(RunHub::default()),
+            sockets: TaskTracker::new(),
             closing: CancellationToken::new(),
         })
     }
@@ -178,6 +186,7 @@ impl Application {
             })
         };
         let db = state.db.clone();
+        let sockets = state.sockets.clone();
         // Without TCP_NODELAY a response written in two segments waits for the
         // client's delayed ACK: ~40 ms per request (and per streamed event).
         let listener = self.listener.tap_io(|stream| {
@@ -196,6 +205,15 @@ impl Application {
         // or nearly (a server error gets here without a signal: stop anyway).
         closing.cancel();
         let _ = drain.await;
+        // The sockets stopped reading at the signal and close once their
+        // runs have ended, which the drain has just waited for.
+        sockets.close();
+        if tokio::time::timeout(SOCKET_DRAIN, sockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(sockets = sockets.len(), "WebSockets still open at shutdown");
+        }
         signal.abort();
         pruner.abort();
         db.close().await;
@@ -258,6 +276,9 @@ pub fn router(state: AppState) -> Router {
                 .max_age(Duration::from_secs(600)),
         )
     };
+    // Added after the layers: its URL carries a token, which request spans
+    // must not record. (CORS does not apply to WebSockets.)
+    let api = api.route("/ws", get(ws::connect));
     api.with_state(state).merge(ops)
 }
 

@@ -126,6 +126,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The machine-readable code (`validation_error`, `rate_limited`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message as sent (generic for 5xx answers).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// When to try again, for 429 and 503 answers.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 impl IntoResponse for ApiError {

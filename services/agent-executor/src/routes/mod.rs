@@ -4,6 +4,7 @@ pub mod agents;
 pub mod credits;
 pub mod execute;
 pub mod runs;
+pub mod ws;
 
 use roundhouse_http::ApiError;
 use uuid::Uuid;

@@ -1,15 +1,20 @@
 //! `/api/agent/runs/{runId}`: a run's record, and its stream re-attached.
 
+use std::convert::Infallible;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{KeepAlive, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use roundhouse_http::{ApiError, ApiQuery, Caller};
+use serde_json::json;
+use uuid::Uuid;
 
 use super::parse_id;
 use crate::dto::{RunView, StreamQuery};
-use crate::follow::Follower;
+use crate::follow::{Follower, Update};
 use crate::startup::AppState;
 
 /// `GET /api/agent/runs/{runId}` (owner or service; another user's is 404).
@@ -76,10 +81,17 @@ pub async fn stream_run(
     Ok(sse(follower))
 }
 
-/// A follower's events as a `text/event-stream` response, with keep-alive
-/// comments so that proxies do not cut a quiet stream.
+/// A follower's updates as a `text/event-stream` response: `agent_start`
+/// {runId}, `agent_chunk` {content} with the chunk number as the event id,
+/// then `agent_done` {runId, usage, creditsUsed} or `agent_error` {runId,
+/// message, code}; with keep-alive comments so that proxies do not cut a
+/// quiet stream.
 pub(crate) fn sse(follower: Follower) -> Response {
-    let mut response = Sse::new(follower.into_stream())
+    let run_id = follower.run_id();
+    let events = follower
+        .into_stream()
+        .map(move |update| Ok::<_, Infallible>(sse_event(run_id, update)));
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
     // Tell buffering proxies (nginx and kin) to pass events through at once.
@@ -88,4 +100,28 @@ pub(crate) fn sse(follower: Follower) -> Response {
         axum::http::HeaderValue::from_static("no"),
     );
     response
+}
+
+fn sse_event(run_id: Uuid, update: Update) -> Event {
+    let (name, data) = match update {
+        Update::Started => ("agent_start", json!({ "runId": run_id })),
+        Update::Chunk { seq, content } => {
+            return Event::default()
+                .event("agent_chunk")
+                .id(seq.to_string())
+                .data(json!({ "content": &*content }).to_string());
+        }
+        Update::Done {
+            usage,
+            credits_used,
+        } => (
+            "agent_done",
+            json!({ "runId": run_id, "usage": usage, "creditsUsed": credits_used }),
+        ),
+        Update::Failed { code, message } => (
+            "agent_error",
+            json!({ "runId": run_id, "message": message, "code": code }),
+        ),
+    };
+    Event::default().event(name).data(data.to_string())
 }

@@ -112,6 +112,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
 }
 
 impl TestApp {
+    /// Sends the executor its shutdown signal (as SIGTERM would).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -286,4 +291,112 @@ pub async fn broken_provider() -> String {
     let address = listener.local_addr().expect("local address");
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://{address}/v1")
+}
+
+/// A WebSocket client of `GET /ws`.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl TestApp {
+    /// `ws://…/ws?token=…`.
+    pub fn ws_url(&self, token: &str) -> String {
+        format!(
+            "ws://{}/ws?token={token}",
+            self.address.trim_start_matches("http://")
+        )
+    }
+
+    /// Opens a WebSocket with `token`, which must be accepted.
+    pub async fn ws(&self, token: &str) -> WsClient {
+        let (socket, _) = tokio_tungstenite::connect_async(self.ws_url(token))
+            .await
+            .expect("the WebSocket opens");
+        WsClient { socket }
+    }
+}
+
+impl WsClient {
+    /// Sends `message` as a text message.
+    pub async fn send(&mut self, message: &Value) {
+        self.send_raw(WsMessage::text(message.to_string())).await;
+    }
+
+    pub async fn send_raw(&mut self, message: WsMessage) {
+        use futures::SinkExt;
+        self.socket.send(message).await.expect("send on the socket");
+    }
+
+    /// The next message of any kind (at most 10 s away).
+    pub async fn next_raw(&mut self) -> WsMessage {
+        tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a message")
+    }
+
+    /// The next JSON text message, skipping pings and pongs.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            match self.next_raw().await {
+                WsMessage::Text(text) => {
+                    return serde_json::from_str(text.as_str()).expect("JSON");
+                }
+                WsMessage::Ping(_) | WsMessage::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until each of `request_ids` has had its final message
+    /// (`agent_done` or `agent_error`); returns every message read, in order.
+    pub async fn read_until_done(&mut self, request_ids: &[&str]) -> Vec<Value> {
+        let mut open: Vec<&str> = request_ids.to_vec();
+        let mut read = Vec::new();
+        while !open.is_empty() {
+            let message = self.next_json().await;
+            if matches!(message["type"].as_str(), Some("agent_done" | "agent_error")) {
+                open.retain(|id| message["requestId"] != *id);
+            }
+            read.push(message);
+        }
+        read
+    }
+
+    /// Closes the socket.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+pub use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// An `agent_execute` message for `agent` with one user message.
+pub fn ws_execute(request_id: &str, agent: Uuid, message: &str) -> Value {
+    json!({
+        "type": "agent_execute",
+        "requestId": request_id,
+        "agentId": agent,
+        "messages": [{"role": "user", "content": message}],
+    })
+}
+
+/// The messages of `request_id`, in order.
+pub fn of_request<'a>(messages: &'a [Value], request_id: &str) -> Vec<&'a Value> {
+    messages
+        .iter()
+        .filter(|m| m["requestId"] == request_id)
+        .collect()
+}
+
+/// The `agent_chunk` contents among `messages`, concatenated.
+pub fn chunk_text(messages: &[&Value]) -> String {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "agent_chunk")
+        .map(|m| m["content"].as_str().expect("content"))
+        .collect()
 }

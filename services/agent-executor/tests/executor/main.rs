@@ -8,3 +8,4 @@ mod helpers;
 mod runs;
 mod startup;
 mod streams;
+mod ws;

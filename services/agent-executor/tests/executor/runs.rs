@@ -190,5 +190,6 @@ async fn a_failing_provider_answers_502_fails_the_run_and_refunds_it() {
     let last = events.last().unwrap();
     assert_eq!(last.event, "agent_error");
     assert!(data(last)["message"].as_str().unwrap().contains("on fire"));
+    assert_eq!(data(last)["code"], "provider_error");
     assert_eq!(app.balance(ALICE).await, 10);
 }
