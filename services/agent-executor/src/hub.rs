@@ -83,6 +83,11 @@ impl RunHub {
         })
     }
 
+    /// The runs in progress here.
+    pub fn run_ids(&self) -> Vec<Uuid> {
+        lock(&self.runs).keys().copied().collect()
+    }
+
     /// How many runs are in progress here.
     pub fn len(&self) -> usize {
         lock(&self.runs).len()

@@ -35,6 +35,9 @@ const RUN_DRAIN: Duration = Duration::from_secs(20);
 /// How long WebSockets get, once the runs have ended, to send their last
 /// messages and close.
 const SOCKET_DRAIN: Duration = Duration::from_secs(5);
+/// How often running runs' heartbeats are renewed; the scheduler fails runs
+/// whose heartbeat is older than `AGENT_RUN_STALE_SECONDS` (default 60).
+const RUN_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -175,6 +178,20 @@ impl Application {
                 runner.drain(RUN_DRAIN).await;
             })
         };
+        // This replica is alive: renew its runs' heartbeats, so that the
+        // scheduler fails and refunds only the runs of an executor that died.
+        let heartbeat = {
+            let (db, hub) = (state.db.clone(), state.hub.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(RUN_HEARTBEAT);
+                loop {
+                    every.tick().await;
+                    if let Err(error) = db.heartbeat_runs(&hub.run_ids()).await {
+                        tracing::warn!(%error, "could not renew the runs' heartbeats");
+                    }
+                }
+            })
+        };
         let pruner = {
             let limits = state.limits.clone();
             tokio::spawn(async move {
@@ -216,6 +233,7 @@ impl Application {
         }
         signal.abort();
         pruner.abort();
+        heartbeat.abort();
         db.close().await;
         served?;
         tracing::info!("agent executor stopped");

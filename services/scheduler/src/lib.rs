@@ -7,7 +7,8 @@
 //! 1. promotes `scheduled` jobs whose `runAt` has come (delays, retry backoff),
 //! 2. reaps attempts whose lease expired (their worker died) back to their queue,
 //! 3. resends dispatch messages that were never confirmed (a crash between
-//!    commit and publish, a broker outage) or that the broker lost.
+//!    commit and publish, a broker outage) or that the broker lost, and fails
+//!    (refunding them) agent runs whose executor stopped heartbeating.
 //!
 //! Each sweep claims its rows with `FOR UPDATE SKIP LOCKED` in the same
 //! statement that changes them, so two schedulers never do the same work.
@@ -42,6 +43,9 @@ pub struct TickReport {
     pub redispatched: usize,
     /// Dispatches the broker did not confirm (retried next tick).
     pub unconfirmed: usize,
+    /// Agent runs failed and refunded because their executor stopped
+    /// renewing their heartbeat.
+    pub runs_reaped: usize,
 }
 
 /// The sweeps, callable one tick at a time (tests drive them directly).
@@ -116,6 +120,20 @@ impl Scheduler {
 
         if !sweep_dispatches {
             return Self::finish(report, first_error);
+        }
+        match self
+            .db
+            .reap_stale_runs(self.settings.agent_run_stale_seconds as f64, batch)
+            .await
+            .context("reap stale agent runs")
+        {
+            Ok(lost) => {
+                report.runs_reaped = lost.len();
+                for id in &lost {
+                    tracing::warn!(run_id = %id, "agent run failed and refunded: its executor was lost");
+                }
+            }
+            Err(error) => first_error = first_error.or(Some(error)),
         }
         match self
             .db
@@ -202,6 +220,8 @@ impl Scheduler {
         metrics::counter!("roundhouse_leases_reaped_total")
             .increment((report.reaped_requeued + report.reaped_failed) as u64);
         metrics::counter!("roundhouse_redispatched_total").increment(report.redispatched as u64);
+        metrics::counter!("roundhouse_agent_runs_reaped_total")
+            .increment(report.runs_reaped as u64);
         match error {
             Some(error) => Err(error),
             None => Ok(report),

@@ -97,6 +97,9 @@ pub struct Settings {
     pub scheduler_sweep_ms: u64,
     pub scheduler_redispatch_after_seconds: u64,
     pub scheduler_batch_size: i64,
+    /// The scheduler fails (and refunds) agent runs whose executor has not
+    /// renewed their heartbeat (every 10 s) for this long.
+    pub agent_run_stale_seconds: u64,
 
     /// LLM providers (see `roundhouse-llm`): OpenAI, Anthropic and the
     /// Lovable gateway by key (base URLs overridable), more OpenAI-compatible
@@ -231,6 +234,12 @@ impl Settings {
             if let Some(url) = url {
                 scheme(var, url, &["https", "http"])?;
             }
+        }
+        if self.agent_run_stale_seconds < 20 {
+            return Err(invalid(
+                "AGENT_RUN_STALE_SECONDS",
+                "must be at least 20 (executors renew heartbeats every 10 s)",
+            ));
         }
         if self.llm_timeout_seconds == 0 {
             return Err(invalid("LLM_TIMEOUT_SECONDS", "must be positive"));

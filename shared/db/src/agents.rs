@@ -78,6 +78,8 @@ pub struct AgentRunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Renewed by the executor while the run is running.
+    pub heartbeat_at: Option<DateTime<Utc>>,
 }
 
 /// A run to record.
@@ -291,9 +293,10 @@ impl Db {
                 SELECT $3, -$6, 'reserve', $1 WHERE $6 > 0
             )
             INSERT INTO agent_runs (id, agent_id, user_id, mode, status, job_id, messages,
-                                    credits_reserved, started_at)
+                                    credits_reserved, started_at, heartbeat_at)
             VALUES ($1, $2, $3, $4, CASE WHEN $7::uuid IS NULL THEN 'running' ELSE 'queued' END,
-                    $7, $5, $6, CASE WHEN $7::uuid IS NULL THEN now() END)
+                    $7, $5, $6, CASE WHEN $7::uuid IS NULL THEN now() END,
+                    CASE WHEN $7::uuid IS NULL THEN now() END)
             RETURNING *
             "#,
         )
@@ -314,7 +317,7 @@ impl Db {
     /// not queued (already running, finished, or unknown).
     pub async fn mark_run_running(&self, id: Uuid) -> Result<bool, DbError> {
         let done = sqlx::query(
-            "UPDATE agent_runs SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued'",
+            "UPDATE agent_runs SET status = 'running', started_at = now(), heartbeat_at = now() WHERE id = $1 AND status = 'queued'",
         )
         .bind(id)
         .execute(&self.pool)
@@ -446,6 +449,66 @@ impl Db {
         .bind(id)
         .bind(owner)
         .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Renews the heartbeat of these running runs (their executor is alive).
+    pub async fn heartbeat_runs(&self, ids: &[Uuid]) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE agent_runs SET heartbeat_at = now() WHERE id = ANY($1) AND status = 'running'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Fails up to `limit` running runs whose heartbeat is older than
+    /// `stale_after_seconds` (their executor died) and refunds their
+    /// reservations, keeping the output streamed so far. Returns their ids.
+    pub async fn reap_stale_runs(
+        &self,
+        stale_after_seconds: f64,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, DbError> {
+        Ok(sqlx::query_scalar(
+            r#"
+            WITH stale AS (
+                SELECT id FROM agent_runs
+                 WHERE status = 'running'
+                   AND heartbeat_at < now() - make_interval(secs => $1)
+                 ORDER BY heartbeat_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+            ), failed AS (
+                UPDATE agent_runs r
+                   SET status = 'failed', credits_used = 0, completed_at = now(),
+                       error = 'the executor running this run was lost',
+                       output = coalesce((SELECT string_agg(c.content, '' ORDER BY c.seq)
+                                            FROM agent_run_chunks c WHERE c.run_id = r.id), '')
+                  FROM stale
+                 WHERE r.id = stale.id
+                RETURNING r.id, r.user_id, r.credits_reserved
+            ), refund AS (
+                UPDATE user_credits c
+                   SET balance = c.balance + f.total, updated_at = now()
+                  FROM (SELECT user_id, sum(credits_reserved) AS total
+                          FROM failed GROUP BY user_id) f
+                 WHERE c.user_id = f.user_id AND f.total > 0
+            ), logged AS (
+                INSERT INTO credit_ledger (user_id, delta, reason, run_id)
+                SELECT user_id, credits_reserved, 'refund', id FROM failed
+                 WHERE credits_reserved > 0
+            )
+            SELECT id FROM failed
+            "#,
+        )
+        .bind(stale_after_seconds)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?)
     }
 }

@@ -187,3 +187,59 @@ async fn dispatches_the_broker_does_not_confirm_are_retried_on_a_later_tick() {
     assert_eq!(report.redispatched, 10, "the next healthy tick sends them");
     assert_eq!(report.unconfirmed, 0);
 }
+
+#[tokio::test]
+async fn agent_runs_of_a_lost_executor_are_failed_and_refunded_by_the_sweep() {
+    let env = TestEnv::new().await.unwrap();
+    let agent = env
+        .db
+        .create_agent(
+            Uuid::now_v7(),
+            "owner",
+            &roundhouse_db::AgentSpec {
+                name: "a".into(),
+                system_prompt: String::new(),
+                provider: "dev".into(),
+                model: String::new(),
+                temperature: None,
+                max_tokens: None,
+                is_heavy: true,
+                is_published: false,
+                railway_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    env.db.grant_credits("user", 10).await.unwrap();
+    let started = env
+        .db
+        .start_run(&roundhouse_db::NewRun {
+            id: Uuid::now_v7(),
+            agent_id: agent.id,
+            user_id: "user".into(),
+            mode: "stream".into(),
+            messages: json!([]),
+            reserve: 4,
+            job_id: None,
+        })
+        .await
+        .unwrap();
+    let roundhouse_db::RunStart::Started(run) = started else {
+        panic!("covered")
+    };
+    let scheduler = scheduler(&env).await;
+    assert_eq!(
+        scheduler.run_once().await.unwrap().runs_reaped,
+        0,
+        "fresh heartbeat"
+    );
+
+    sqlx::query("UPDATE agent_runs SET heartbeat_at = now() - interval '2 minutes'")
+        .execute(env.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(scheduler.run_once().await.unwrap().runs_reaped, 1);
+    let run = env.db.get_run(run.id, None).await.unwrap().unwrap();
+    assert_eq!(run.status, "failed");
+    assert_eq!(env.db.credit_balance("user").await.unwrap(), 10);
+}

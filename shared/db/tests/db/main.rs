@@ -192,3 +192,49 @@ async fn streamed_chunks_are_kept_in_order_for_re_attaching() {
     let rest = env.db.run_chunks(row.id, 2).await.unwrap();
     assert_eq!(rest, [(2, ", ".to_owned()), (3, "world".to_owned())]);
 }
+
+#[tokio::test]
+async fn runs_whose_executor_stopped_heartbeating_are_failed_and_refunded_once() {
+    let env = TestEnv::new().await.unwrap();
+    let agent_id = agent(&env).await;
+    env.db.grant_credits("erin", 100).await.unwrap();
+    let start = |reserve| {
+        let db = env.db.clone();
+        async move {
+            match db.start_run(&run(agent_id, "erin", reserve)).await.unwrap() {
+                RunStart::Started(row) => row,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (lost, alive) = (start(30).await, start(20).await);
+    env.db
+        .append_run_chunks(lost.id, 0, &["half ".into(), "an answer".into()])
+        .await
+        .unwrap();
+    assert_eq!(env.db.credit_balance("erin").await.unwrap(), 50);
+    sqlx::query("UPDATE agent_runs SET heartbeat_at = now() - interval '10 minutes'")
+        .execute(env.db.pool())
+        .await
+        .unwrap();
+    env.db.heartbeat_runs(&[alive.id]).await.unwrap();
+
+    let reaped = env.db.reap_stale_runs(60.0, 100).await.unwrap();
+    assert_eq!(reaped, [lost.id]);
+    let row = env.db.get_run(lost.id, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.output, "half an answer", "what was streamed is kept");
+    assert_eq!(env.db.credit_balance("erin").await.unwrap(), 80);
+    assert!(env.db.reap_stale_runs(60.0, 100).await.unwrap().is_empty());
+    assert!(
+        env.db
+            .complete_run(lost.id, "late", &json!({}), 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "a reaped run cannot be settled again"
+    );
+    assert_eq!(env.db.credit_balance("erin").await.unwrap(), 80);
+    let row = env.db.get_run(alive.id, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "running");
+}
