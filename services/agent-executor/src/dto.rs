@@ -19,7 +19,10 @@ const MAX_MESSAGES: usize = 1000;
 pub struct AgentView {
     pub id: Uuid,
     pub name: String,
-    pub system_prompt: String,
+    /// Shown to the owner and the service only: a published agent's prompt
+    /// may be its author's work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
     pub provider: String,
     pub model: String,
     pub temperature: Option<f32>,
@@ -38,7 +41,7 @@ impl From<AgentRow> for AgentView {
         Self {
             id: row.id,
             name: row.name,
-            system_prompt: row.system_prompt,
+            system_prompt: Some(row.system_prompt),
             provider: row.provider,
             model: row.model,
             temperature: row.temperature,
@@ -50,6 +53,19 @@ impl From<AgentRow> for AgentView {
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
+    }
+}
+
+impl AgentView {
+    /// The agent as `viewer` (`None`: the service) may see it: without its
+    /// system prompt unless the viewer owns it.
+    pub fn for_viewer(row: AgentRow, viewer: Option<&str>) -> Self {
+        let owns = viewer.is_none_or(|user| user == row.owner_id);
+        let mut view = Self::from(row);
+        if !owns {
+            view.system_prompt = None;
+        }
+        view
     }
 }
 

@@ -41,7 +41,10 @@ pub async fn list_agents(
     };
     let next_cursor = roundhouse_http::cut_page(&mut rows, limit, |row| row.id);
     Ok(Json(AgentPage {
-        agents: rows.into_iter().map(AgentView::from).collect(),
+        agents: rows
+            .into_iter()
+            .map(|row| AgentView::for_viewer(row, caller.owner()))
+            .collect(),
         next_cursor,
     }))
 }
@@ -71,7 +74,7 @@ pub async fn get_agent(
         .await?
         .filter(|agent| may_use(caller.owner(), agent))
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(row.into()))
+    Ok(Json(AgentView::for_viewer(row, caller.owner())))
 }
 
 /// `PUT /api/agents/{id}`: the fields present replace the stored ones.

@@ -100,7 +100,12 @@ async fn invalid_agents_are_refused_naming_the_field() {
 #[tokio::test]
 async fn another_users_agent_is_hidden_unless_published_and_never_editable() {
     let app = spawn_app().await;
-    let id = app.create_agent(&alice(), json!({"name": "Mine"})).await;
+    let id = app
+        .create_agent(
+            &alice(),
+            json!({"name": "Mine", "systemPrompt": "secret sauce"}),
+        )
+        .await;
     let path = format!("/api/agents/{id}");
 
     assert_eq!(app.get(&path, &bob()).await.status, StatusCode::NOT_FOUND);
@@ -116,7 +121,17 @@ async fn another_users_agent_is_hidden_unless_published_and_never_editable() {
 
     app.put(&path, &alice(), &json!({"isPublished": true}))
         .await;
-    assert_eq!(app.get(&path, &bob()).await.status, StatusCode::OK);
+    let seen = app.get(&path, &bob()).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(
+        seen.body.get("systemPrompt").is_none(),
+        "a published agent's prompt stays its owner's: {}",
+        seen.body
+    );
+    assert_eq!(
+        app.get(&path, &alice()).await.body["systemPrompt"],
+        "secret sauce"
+    );
     assert_eq!(
         app.put(&path, &bob(), &edit).await.status,
         StatusCode::NOT_FOUND
@@ -131,6 +146,7 @@ async fn another_users_agent_is_hidden_unless_published_and_never_editable() {
     assert_eq!(own.body["agents"], json!([]));
     let published = app.get("/api/agents?published=true", &bob()).await;
     assert_eq!(published.body["agents"][0]["id"], id.to_string());
+    assert!(published.body["agents"][0].get("systemPrompt").is_none());
 }
 
 #[tokio::test]
