@@ -70,6 +70,12 @@ enqueue "noop (idempotencyKey)"   "{\"jobType\":\"noop\",\"payload\":{},\"idempo
 enqueue "noop (same key again)"   "{\"jobType\":\"noop\",\"payload\":{},\"idempotencyKey\":\"$key\"}"
 enqueue "sleep 2 s (progress)"    '{"jobType":"sleep","payload":{"ms":2000}}'
 enqueue "fail once, then succeed" '{"jobType":"fail","payload":{"times":1},"maxRetries":2}'
+enqueue "llm_processing (dev)"    '{"jobType":"llm_processing","payload":{"provider":"dev","prompt":"Summarise the demo"}}'
+
+schedule_id=""
+out="$(post /api/schedules "{\"name\":\"demo-every-2s-$(date +%s)\",\"cron\":\"*/2 * * * * *\",\"jobType\":\"noop\"}")" || out=$'\n000'
+schedule_id="$(printf '%s' "${out%$'\n'*}" | json .id)"
+echo "  schedule every 2 s               HTTP ${out##*$'\n'}  ${schedule_id:-${out%$'\n'*}}"
 
 out="$(post /api/jobs/batch '{"jobs":[{"jobType":"noop","payload":{"batch":1}},{"jobType":"noop","payload":{"batch":2}}]}')" || out=$'\n000'
 echo "  batch of 2 noop                  HTTP ${out##*$'\n'}  ${out%$'\n'*}"
@@ -94,6 +100,30 @@ while :; do
   sleep 1
 done
 printf '%s\n' "${lines[@]}"
+
+if [ -n "$schedule_id" ]; then
+  echo
+  echo "==> the schedule, then deleting it"
+  curl -sS -H "Authorization: Bearer $TOKEN" "$API/api/schedules/$schedule_id" | json .lastRunAt \
+    | sed 's/^/  last tick fired: /'
+  curl -sS -X DELETE -H "Authorization: Bearer $TOKEN" "$API/api/schedules/$schedule_id" >/dev/null || true
+fi
+
+EXECUTOR="http://localhost:${EXECUTOR_PORT:-8081}"
+echo
+echo "==> an agent run on the executor ($EXECUTOR, dev provider)"
+curl -sS -X POST "$EXECUTOR/api/credits/grant" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"userId":"demo-user","amount":100}' >/dev/null || true
+agent_id="$(curl -sS -X POST "$EXECUTOR/api/agents" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"name":"demo agent","userId":"demo-user","isHeavy":true}' | json .id)"
+if [ -n "$agent_id" ]; then
+  curl -sS -X POST "$EXECUTOR/api/agent/execute" -H "Authorization: Bearer $TOKEN" \
+    -H "X-Backend-Secret: ${RAILWAY_BACKEND_SECRET:-dev-backend-secret}" -H 'Content-Type: application/json' \
+    -d "{\"agentId\":\"$agent_id\",\"userId\":\"demo-user\",\"messages\":[{\"role\":\"user\",\"content\":\"Plan my week\"}]}" \
+    | json .output | sed 's/^/  output: /'
+else
+  echo "  the executor did not answer; see $RUN_LOG_DIR/agent-executor.log" >&2
+fi
 
 echo
 echo "==> queue stats"
