@@ -19,8 +19,6 @@ pub enum ExecuteError {
     /// The provider failed the run (502); the message is the provider
     /// layer's, which never contains a key.
     Provider(String),
-    /// `mode: "async"` (501, for now).
-    AsyncNotImplemented,
 }
 
 impl From<ApiError> for ExecuteError {
@@ -55,11 +53,6 @@ impl From<ExecuteError> for ApiError {
                 format!("this run needs {needed} credits, balance {balance}"),
             ),
             ExecuteError::Provider(message) => (StatusCode::BAD_GATEWAY, "provider_error", message),
-            ExecuteError::AsyncNotImplemented => (
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                "mode \"async\" is not available yet; use sync or stream: true".to_owned(),
-            ),
         };
         ApiError::new(status, code, message)
     }

@@ -14,6 +14,7 @@
 //! as server-sent events and [`socket`] as WebSocket messages. Both ways of
 //! starting a run go through [`start`].
 
+pub mod agent_job;
 pub mod dto;
 pub mod error;
 pub mod follow;

@@ -4,7 +4,8 @@
 //! the agent's visibility, its provider), the same pricing, and reserve
 //! credits with the run record in one statement.
 
-use roundhouse_db::{NewRun, RunStart};
+use roundhouse_core::JobType;
+use roundhouse_db::{AgentRow, NewJob, NewRun, RunStart};
 use roundhouse_http::ApiError;
 use roundhouse_llm::{ChatMessage, ChatRequest};
 use tokio::task::JoinHandle;
@@ -35,18 +36,25 @@ pub struct ReservedRun {
     publisher: RunPublisher,
 }
 
-/// Checks a run request, prices it and records the run with its credits
-/// reserved (refused when the balance does not cover them).
-pub async fn reserve_run(
-    state: &AppState,
-    request: RunRequest,
-) -> Result<ReservedRun, ExecuteError> {
+/// A checked and priced run request, not recorded yet.
+struct Prepared {
+    user_id: String,
+    agent_id: Uuid,
+    /// The conversation as the client sent it (stored with the run).
+    recorded: serde_json::Value,
+    reserve: i64,
+    run: Run,
+}
+
+/// Checks a request (the conversation, the agent's visibility, its
+/// provider) and prices it.
+async fn prepare(state: &AppState, request: RunRequest) -> Result<Prepared, ExecuteError> {
     check_messages(&request.messages)?;
     let RunRequest {
         user_id,
         agent_id,
         messages: conversation,
-        stream,
+        stream: _,
     } = request;
     let agent = state
         .db
@@ -57,54 +65,127 @@ pub async fn reserve_run(
     let provider = state.providers.get(&agent.provider).map_err(|e| {
         ApiError::unavailable(format!("the agent's provider is not available: {e}"))
     })?;
-
     let recorded = serde_json::to_value(&conversation).expect("messages serialize");
+    let request = chat_request(&agent, conversation);
+    let reserve = state.pricing.reservation(
+        &agent.model,
+        &request.messages,
+        request.max_tokens.map(u64::from),
+    );
+    let run_id = Uuid::now_v7();
+    Ok(Prepared {
+        user_id,
+        agent_id: agent.id,
+        recorded,
+        reserve,
+        run: Run {
+            id: run_id,
+            provider,
+            request,
+        },
+    })
+}
+
+/// The provider request for `agent`: its system prompt, then the conversation.
+pub fn chat_request(agent: &AgentRow, conversation: Vec<ChatMessage>) -> ChatRequest {
     let mut messages = Vec::with_capacity(conversation.len() + 1);
     if !agent.system_prompt.is_empty() {
         messages.push(ChatMessage::system(agent.system_prompt.clone()));
     }
     messages.extend(conversation);
-    let max_tokens = agent.max_tokens.and_then(|n| u32::try_from(n).ok());
-    let reserve = state
-        .pricing
-        .reservation(&agent.model, &messages, max_tokens.map(u64::from));
-    let chat = ChatRequest {
+    ChatRequest {
         model: agent.model.clone(),
         messages,
-        max_tokens,
+        max_tokens: agent.max_tokens.and_then(|n| u32::try_from(n).ok()),
         temperature: agent.temperature,
-    };
-
-    let run_id = Uuid::now_v7();
-    let started = state
-        .db
-        .start_run(&NewRun {
-            id: run_id,
-            agent_id: agent.id,
-            user_id: user_id.clone(),
-            mode: if stream { "stream" } else { "sync" }.to_owned(),
-            messages: recorded,
-            reserve,
-            job_id: None,
-        })
-        .await?;
-    if let RunStart::InsufficientCredits { balance, needed } = started {
-        return Err(ExecuteError::InsufficientCredits { needed, balance });
     }
+}
+
+/// Checks a run request, prices it and records the run with its credits
+/// reserved (refused when the balance does not cover them).
+pub async fn reserve_run(
+    state: &AppState,
+    request: RunRequest,
+) -> Result<ReservedRun, ExecuteError> {
+    let stream = request.stream;
+    let prepared = prepare(state, request).await?;
+    let run_id = prepared.run.id;
+    record(
+        state,
+        &prepared,
+        if stream { "stream" } else { "sync" },
+        None,
+    )
+    .await?;
     tracing::info!(
-        %run_id, agent_id = %agent.id, %user_id, stream, reserved = reserve,
-        "agent run started"
+        %run_id, agent_id = %prepared.agent_id, user_id = %prepared.user_id, stream,
+        reserved = prepared.reserve, "agent run started"
     );
     Ok(ReservedRun {
         id: run_id,
-        run: Run {
-            id: run_id,
-            provider,
-            request: chat,
-        },
+        run: prepared.run,
         // Registered before the task starts, so a follower misses no chunk.
         publisher: state.hub.open(run_id),
     })
+}
+
+/// Checks and prices a run for `mode: "async"`, and records it `queued`
+/// together with its `agent_run` job (one transaction): an executor's
+/// embedded worker starts it. Returns the run's and the job's ids.
+pub async fn queue_run(
+    state: &AppState,
+    request: RunRequest,
+) -> Result<(Uuid, Uuid), ExecuteError> {
+    let prepared = prepare(state, request).await?;
+    let (run_id, job_id) = (prepared.run.id, Uuid::now_v7());
+    let job = NewJob {
+        id: job_id,
+        queue: JobType::AgentRun.default_queue().to_string(),
+        job_type: JobType::AgentRun.to_string(),
+        user_id: Some(prepared.user_id.clone()),
+        payload: serde_json::json!({ "runId": run_id }),
+        priority: 0,
+        // A run is paid for once: a lost attempt fails (and refunds) it.
+        max_retries: JobType::AgentRun.default_max_retries(),
+        timeout_seconds: JobType::AgentRun.default_timeout_seconds(),
+        idempotency_key: None,
+        run_at: None,
+        delay_ms: None,
+        traceparent: None,
+    };
+    record(state, &prepared, "async", Some(job)).await?;
+    tracing::info!(
+        %run_id, %job_id, agent_id = %prepared.agent_id, user_id = %prepared.user_id,
+        reserved = prepared.reserve, "agent run queued"
+    );
+    Ok((run_id, job_id))
+}
+
+/// Records the run with its reservation (and its job, for async runs).
+async fn record(
+    state: &AppState,
+    prepared: &Prepared,
+    mode: &str,
+    job: Option<NewJob>,
+) -> Result<(), ExecuteError> {
+    let started = state
+        .db
+        .start_run(&NewRun {
+            id: prepared.run.id,
+            agent_id: prepared.agent_id,
+            user_id: prepared.user_id.clone(),
+            mode: mode.to_owned(),
+            messages: prepared.recorded.clone(),
+            reserve: prepared.reserve,
+            job,
+        })
+        .await?;
+    match started {
+        RunStart::Started(_) => Ok(()),
+        RunStart::InsufficientCredits { balance, needed } => {
+            Err(ExecuteError::InsufficientCredits { needed, balance })
+        }
+    }
 }
 
 impl ReservedRun {

@@ -14,15 +14,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use roundhouse_auth::{AuthSettings, Authenticator};
+use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_config::Settings;
+use roundhouse_core::JobType;
 use roundhouse_db::{Db, PoolSettings};
 use roundhouse_http::{ApiError, Gatekeeper, PRUNE_EVERY, RateLimits};
 use roundhouse_llm::{LlmConfig, Providers};
+use roundhouse_worker::{ExtraHandlers, Handler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::agent_job::AgentRunJob;
 use crate::hub::RunHub;
 use crate::pricing::Pricing;
 use crate::routes::{agents, credits, execute, runs, ws};
@@ -43,6 +47,8 @@ const RUN_HEARTBEAT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Publishes the dispatch of async runs' jobs.
+    pub broker: Broker,
     pub auth: Authenticator,
     pub limits: Arc<RateLimits>,
     pub settings: Arc<Settings>,
@@ -75,7 +81,7 @@ impl Gatekeeper for AppState {
 impl AppState {
     /// Wires the state around a database. Fails on bad LLM or pricing
     /// settings, naming the variable.
-    pub fn assemble(settings: Settings, db: Db) -> anyhow::Result<Self> {
+    pub fn assemble(settings: Settings, db: Db, broker: Broker) -> anyhow::Result<Self> {
         let llm = LlmConfig::from_settings(&settings).context("invalid LLM settings")?;
         let providers = Providers::from_config(&llm).context("invalid LLM settings")?;
         let pricing = Arc::new(Pricing::from_settings(&settings)?);
@@ -102,6 +108,7 @@ impl AppState {
             )),
             runner: Runner::new(db.clone(), pricing.clone()),
             db,
+            broker,
             auth,
             settings: Arc::new(settings),
             providers,
@@ -116,6 +123,8 @@ impl AppState {
 /// The agent-executor service, bound and ready to serve.
 pub struct Application {
     state: AppState,
+    /// The embedded worker that runs async runs' jobs (the `agents` queue).
+    worker: roundhouse_worker::Application,
     listener: tokio::net::TcpListener,
     port: u16,
 }
@@ -133,13 +142,33 @@ impl Application {
             },
         )
         .context("DATABASE_URL")?;
-        let state = AppState::assemble(settings, db)?;
+        let broker = Broker::start(BrokerSettings {
+            url: settings.rabbitmq_url.clone(),
+            prefix: settings.rabbitmq_prefix.clone(),
+            connection_name: format!("agent-executor-{}", std::process::id()),
+            confirm_timeout: Duration::from_secs(5),
+        });
+        let mut worker_settings = settings.clone();
+        worker_settings.worker_queues = JobType::AgentRun.default_queue().to_string();
+        let state = AppState::assemble(settings, db, broker)?;
+        let worker = roundhouse_worker::Application::build_embedded(
+            worker_settings,
+            ExtraHandlers::from([(
+                JobType::AgentRun,
+                Handler::Extra(Arc::new(AgentRunJob {
+                    state: state.clone(),
+                })),
+            )]),
+        )
+        .await
+        .context("the embedded worker for async runs")?;
         let listener = roundhouse_telemetry::bind(state.settings.port.unwrap_or(8081))
             .await
             .context("cannot bind PORT")?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             state,
+            worker,
             listener,
             port,
         })
@@ -164,6 +193,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let closing = state.closing.clone();
+        // Async runs: the embedded worker takes `agent_run` jobs until the
+        // executor starts closing, then drains like any worker.
+        let worker = tokio::spawn(
+            self.worker
+                .run_until_stopped(closing.clone().cancelled_owned()),
+        );
         let signal = {
             let closing = closing.clone();
             tokio::spawn(async move {
@@ -203,6 +238,7 @@ impl Application {
             })
         };
         let db = state.db.clone();
+        let broker = state.broker.clone();
         let sockets = state.sockets.clone();
         // Without TCP_NODELAY a response written in two segments waits for the
         // client's delayed ACK: ~40 ms per request (and per streamed event).
@@ -231,9 +267,16 @@ impl Application {
         {
             tracing::warn!(sockets = sockets.len(), "WebSockets still open at shutdown");
         }
+        if let Ok(Err(error)) = worker.await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "the embedded worker stopped with an error"
+            );
+        }
         signal.abort();
         pruner.abort();
         heartbeat.abort();
+        broker.close().await;
         db.close().await;
         served?;
         tracing::info!("agent executor stopped");

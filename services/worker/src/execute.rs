@@ -7,7 +7,7 @@ use roundhouse_core::{JobType, RetryPolicy};
 use roundhouse_db::{ClaimedJob, Completion, FailOutcome};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::handler::{HandlerError, JobContext};
+use crate::handler::{Handler, HandlerError, JobContext};
 use crate::handlers::handler_for;
 use crate::running::StopReason;
 use crate::startup::Shared;
@@ -33,7 +33,12 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
     shared.running.insert(job.id, job.attempts, token.clone());
 
     let outcome = match job.job_type.parse::<JobType>() {
-        Ok(job_type) => match handler_for(job_type) {
+        Ok(job_type) => match shared
+            .extra_handlers
+            .get(&job_type)
+            .cloned()
+            .or_else(|| handler_for(job_type).map(Handler::Builtin))
+        {
             Some(handler) => {
                 let ctx = JobContext {
                     job_id: job.id,
@@ -46,7 +51,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     db: shared.db.clone(),
                 };
                 // Spawned so that a panic fails this attempt, not the worker.
-                let mut task = tokio::spawn(handler.run(ctx));
+                let mut task = tokio::spawn(async move { handler.get().run(ctx).await });
                 let timeout = Duration::from_secs(job.timeout_seconds.max(1) as u64);
                 tokio::select! {
                     joined = &mut task => match joined {

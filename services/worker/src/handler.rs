@@ -81,3 +81,24 @@ pub trait JobHandler: Send + Sync + 'static {
     /// Runs one attempt and returns the job's result.
     async fn run(&self, ctx: JobContext) -> Result<serde_json::Value, HandlerError>;
 }
+
+/// A registered handler: built in (the registry's statics) or added by the
+/// process embedding the worker (the agent executor's `agent_run`).
+#[derive(Clone)]
+pub enum Handler {
+    Builtin(&'static dyn JobHandler),
+    Extra(std::sync::Arc<dyn JobHandler>),
+}
+
+impl Handler {
+    /// The handler itself.
+    pub fn get(&self) -> &dyn JobHandler {
+        match self {
+            Handler::Builtin(handler) => *handler,
+            Handler::Extra(handler) => handler.as_ref(),
+        }
+    }
+}
+
+/// Handlers for job types this worker's registry does not run itself.
+pub type ExtraHandlers = std::collections::HashMap<JobType, Handler>;

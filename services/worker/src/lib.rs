@@ -23,5 +23,5 @@ mod heartbeat;
 mod running;
 mod startup;
 
-pub use handler::{HandlerError, JobContext, JobHandler};
+pub use handler::{ExtraHandlers, Handler, HandlerError, JobContext, JobHandler};
 pub use startup::Application;

@@ -29,13 +29,15 @@ pub(crate) struct Shared {
     pub(crate) hard_stop: CancellationToken,
     /// LLM providers for `llm_processing` jobs.
     pub(crate) llm: roundhouse_llm::Providers,
+    /// Handlers added by an embedding process.
+    pub(crate) extra_handlers: crate::ExtraHandlers,
 }
 
 /// A built worker, ready to run.
 pub struct Application {
     shared: Arc<Shared>,
     completer: completer::Completer,
-    listener: tokio::net::TcpListener,
+    listener: Option<tokio::net::TcpListener>,
     port: u16,
 }
 
@@ -43,6 +45,24 @@ impl Application {
     /// Connects (lazily) to PostgreSQL and RabbitMQ and binds the health port
     /// (`PORT`, default 8082; 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, crate::ExtraHandlers::new(), true).await
+    }
+
+    /// A worker inside another service (the agent executor runs its
+    /// `agents` queue this way): `extra` handlers join the registry, and
+    /// no health port is bound (the host serves its own).
+    pub async fn build_embedded(
+        settings: Settings,
+        extra: crate::ExtraHandlers,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(settings, extra, false).await
+    }
+
+    async fn build_with(
+        settings: Settings,
+        extra_handlers: crate::ExtraHandlers,
+        serve_health: bool,
+    ) -> anyhow::Result<Self> {
         let db = Db::connect_lazy(
             &settings.database_url,
             &PoolSettings {
@@ -62,10 +82,19 @@ impl Application {
             connection_name: worker_id.clone(),
             confirm_timeout: Duration::from_secs(5),
         });
-        let listener = roundhouse_telemetry::bind(settings.port.unwrap_or(8082))
-            .await
-            .context("cannot bind PORT")?;
-        let port = listener.local_addr()?.port();
+        let listener = if serve_health {
+            Some(
+                roundhouse_telemetry::bind(settings.port.unwrap_or(8082))
+                    .await
+                    .context("cannot bind PORT")?,
+            )
+        } else {
+            None
+        };
+        let port = match &listener {
+            Some(listener) => listener.local_addr()?.port(),
+            None => 0,
+        };
         let llm = roundhouse_llm::LlmConfig::from_settings(&settings)
             .and_then(|config| roundhouse_llm::Providers::from_config(&config))
             .map_err(|error| anyhow::anyhow!("{error}"))?;
@@ -81,6 +110,7 @@ impl Application {
                 completions,
                 hard_stop: CancellationToken::new(),
                 llm,
+                extra_handlers,
             }),
             completer,
             listener,
@@ -138,9 +168,14 @@ impl Application {
         };
         let ops_stop = background.clone();
         let ops_server = tokio::spawn(async move {
-            axum::serve(listener, ops)
-                .with_graceful_shutdown(async move { ops_stop.cancelled().await })
-                .await
+            match listener {
+                Some(listener) => {
+                    axum::serve(listener, ops)
+                        .with_graceful_shutdown(async move { ops_stop.cancelled().await })
+                        .await
+                }
+                None => Ok(()),
+            }
         });
         tracing::info!(worker_id = %shared.worker_id, "worker started");
 

@@ -93,8 +93,9 @@ pub struct NewRun {
     pub messages: serde_json::Value,
     /// Credits to reserve: the run's worst-case cost.
     pub reserve: i64,
-    /// The job that will run it (async mode).
-    pub job_id: Option<Uuid>,
+    /// The job that will run it (async mode), inserted in the same
+    /// transaction; the run is then `queued` until the job starts it.
+    pub job: Option<crate::NewJob>,
 }
 
 /// The outcome of [`Db::start_run`].
@@ -306,9 +307,12 @@ impl Db {
         .bind(&run.mode)
         .bind(&run.messages)
         .bind(run.reserve)
-        .bind(run.job_id)
+        .bind(run.job.as_ref().map(|job| job.id))
         .fetch_one(&mut *tx)
         .await?;
+        if let Some(job) = &run.job {
+            Self::insert_jobs(&mut *tx, std::slice::from_ref(job)).await?;
+        }
         tx.commit().await?;
         Ok(RunStart::Started(Box::new(row)))
     }

@@ -159,7 +159,7 @@ impl Db {
 
     /// The multi-row INSERT behind [`Db::enqueue_jobs`]: rows that lost an
     /// idempotency-key conflict are skipped.
-    async fn insert_jobs<'e>(
+    pub(crate) async fn insert_jobs<'e>(
         executor: impl sqlx::PgExecutor<'e>,
         jobs: &[NewJob],
     ) -> Result<Vec<JobRow>, DbError> {

@@ -12,6 +12,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use roundhouse_core::{Dispatch, JobType};
 use roundhouse_http::{ApiError, ApiJson, Caller};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -20,7 +21,7 @@ use super::runs::sse;
 use crate::dto::{ExecuteMode, ExecuteRequest, RunResultView, acting_user};
 use crate::error::ExecuteError;
 use crate::runner::{RunFailure, RunOutcome};
-use crate::start::{RunRequest, reserve_run};
+use crate::start::{RunRequest, queue_run, reserve_run};
 use crate::startup::AppState;
 
 /// The header naming the run of an execute answer (also on refusals that
@@ -62,7 +63,7 @@ pub async fn execute(
     ApiJson(request): ApiJson<ExecuteRequest>,
 ) -> Result<Response, ExecuteError> {
     if request.mode == ExecuteMode::Async {
-        return Err(ExecuteError::AsyncNotImplemented);
+        return queue(&state, &caller, request).await;
     }
     let reserved = reserve_run(
         &state,
@@ -112,4 +113,45 @@ fn sync_answer(run_id: Uuid, outcome: RunOutcome) -> Response {
             ApiError::internal(format!("agent run {run_id} failed internally")).into_response()
         }
     }
+}
+
+/// `mode: "async"`: records the run and its `agent_run` job, dispatches the
+/// job, and answers 202 `{runId, jobId}`. The run is followed through the
+/// job APIs or `GET /api/agent/runs/{runId}` (and its `/stream`).
+async fn queue(
+    state: &AppState,
+    caller: &Caller,
+    request: ExecuteRequest,
+) -> Result<Response, ExecuteError> {
+    let (run_id, job_id) = queue_run(
+        state,
+        RunRequest {
+            user_id: acting_user(caller, request.user_id)?,
+            agent_id: request.agent_id,
+            messages: request.messages,
+            stream: false,
+        },
+    )
+    .await?;
+    // A dispatch the broker does not confirm is sent by the scheduler's sweep.
+    let report = state
+        .broker
+        .publish_dispatches(&[Dispatch {
+            job_id,
+            queue: JobType::AgentRun.default_queue().to_string(),
+            priority: 0,
+        }])
+        .await;
+    if let Err(error) = state.db.mark_dispatched(&report.confirmed).await {
+        tracing::warn!(%error, %job_id, "could not mark the run's job dispatched");
+    }
+    let mut response = (
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "runId": run_id, "jobId": job_id })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&run_id.to_string()) {
+        response.headers_mut().insert(RUN_ID_HEADER, value);
+    }
+    Ok(response)
 }

@@ -167,16 +167,6 @@ async fn malformed_or_invalid_execute_bodies_are_refused() {
         .await;
     assert_eq!(bad_role.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad_role.message().contains("role"), "{}", bad_role.body);
-
-    let not_yet = app
-        .execute(
-            &alice(),
-            &json!({"agentId": agent, "mode": "async",
-                    "messages": [{"role": "user", "content": "x"}]}),
-        )
-        .await;
-    assert_eq!(not_yet.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(not_yet.message().contains("async"));
     assert_eq!(app.balance(ALICE).await, 100);
 }
 

@@ -215,7 +215,7 @@ impl TestApp {
         loop {
             let response = self.run(token, id).await;
             assert_eq!(response.status, StatusCode::OK, "{}", response.body);
-            if response.body["status"] != "running" {
+            if !matches!(response.body["status"].as_str(), Some("running" | "queued")) {
                 return response.body;
             }
             assert!(Instant::now() < deadline, "run {id} did not finish in 10 s");

@@ -3,6 +3,7 @@
 //! provider that always fails).
 
 mod agents;
+mod async_runs;
 mod auth;
 mod helpers;
 mod runs;

@@ -153,7 +153,7 @@ async fn a_run_executing_elsewhere_is_followed_from_the_database() {
             mode: "stream".to_owned(),
             messages: json!([{"role": "user", "content": "hi"}]),
             reserve: 10,
-            job_id: None,
+            job: None,
         })
         .await
         .unwrap();

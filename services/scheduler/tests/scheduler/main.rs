@@ -220,7 +220,7 @@ async fn agent_runs_of_a_lost_executor_are_failed_and_refunded_by_the_sweep() {
             mode: "stream".into(),
             messages: json!([]),
             reserve: 4,
-            job_id: None,
+            job: None,
         })
         .await
         .unwrap();

@@ -36,7 +36,7 @@ fn run(agent_id: Uuid, user: &str, reserve: i64) -> NewRun {
         mode: "sync".into(),
         messages: json!([{"role": "user", "content": "hi"}]),
         reserve,
-        job_id: None,
+        job: None,
     }
 }
 
