@@ -210,3 +210,45 @@ async fn another_users_run_is_not_found() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_long_run_keeps_its_heartbeat_fresh_so_the_reaper_leaves_it_alone() {
+    // 23 chunks, 600 ms apart: the run outlives one heartbeat period (10 s).
+    let app = spawn_app_with(|env| {
+        env.set("DEV_PROVIDER_CHUNK_DELAY_MS", "600");
+    })
+    .await;
+    let agent = app.create_agent(&alice(), json!({"name": "Long"})).await;
+    app.grant(ALICE, 100).await;
+    let response = app
+        .execute_request(&alice(), &ask_streamed(agent, LONG))
+        .send()
+        .await
+        .unwrap();
+    let run_id: Uuid = response.headers()["x-run-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // As if the last heartbeat were long ago.
+    sqlx::query("UPDATE agent_runs SET heartbeat_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(run_id)
+        .execute(app.env.db.pool())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let row = app.env.db.get_run(run_id, None).await.unwrap().unwrap();
+    assert_eq!(row.status, "running");
+    let age = chrono::Utc::now() - row.heartbeat_at.expect("a heartbeat");
+    assert!(age < chrono::TimeDelta::seconds(11), "renewed {age} ago");
+    assert!(
+        app.env
+            .db
+            .reap_stale_runs(60.0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a live run is not reaped"
+    );
+    drop(response);
+}
