@@ -12,13 +12,12 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_config::Settings;
 use roundhouse_core::JobType;
 use roundhouse_db::{Db, PoolSettings};
-use roundhouse_http::{ApiError, Gatekeeper, PRUNE_EVERY, RateLimits};
+use roundhouse_http::{ApiError, Gatekeeper, RateLimits};
 use roundhouse_llm::{LlmConfig, Providers};
 use roundhouse_worker::{ExtraHandlers, Handler};
 use tokio_util::sync::CancellationToken;
@@ -227,26 +226,11 @@ impl Application {
                 }
             })
         };
-        let pruner = {
-            let limits = state.limits.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(PRUNE_EVERY);
-                loop {
-                    every.tick().await;
-                    limits.prune();
-                }
-            })
-        };
+        let pruner = state.limits.spawn_pruner();
         let db = state.db.clone();
         let broker = state.broker.clone();
         let sockets = state.sockets.clone();
-        // Without TCP_NODELAY a response written in two segments waits for the
-        // client's delayed ACK: ~40 ms per request (and per streamed event).
-        let listener = self.listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
+        let listener = roundhouse_http::no_delay(self.listener);
         tracing::info!(port = self.port, "agent executor listening");
         let served = axum::serve(
             listener,

@@ -340,16 +340,18 @@ impl Db {
             schedules: schedules.len(),
             ..FireReport::default()
         };
+        let names: std::collections::HashMap<Uuid, &str> =
+            schedules.iter().map(|s| (s.id, s.name.as_str())).collect();
         let mut last_job: std::collections::HashMap<Uuid, Uuid> = Default::default();
         for row in inserted {
             let (Some(schedule_id), Some(tick)) = (row.schedule_id, row.schedule_tick) else {
                 continue;
             };
-            let name = schedules
-                .iter()
-                .find(|s| s.id == schedule_id)
-                .map(|s| s.name.clone())
-                .unwrap_or_default();
+            let name = names
+                .get(&schedule_id)
+                .copied()
+                .unwrap_or_default()
+                .to_owned();
             last_job.insert(schedule_id, row.id);
             report.fired.push(FiredJob {
                 schedule_id,

@@ -4,10 +4,12 @@
 
 mod error;
 mod extract;
+mod listener;
 mod page;
 mod rate_limit;
 
 pub use error::ApiError;
 pub use extract::{AdminCaller, ApiJson, ApiQuery, Caller, Gatekeeper, client_ip};
+pub use listener::no_delay;
 pub use page::{cut_page, page_request};
-pub use rate_limit::{PRUNE_EVERY, RateLimits};
+pub use rate_limit::RateLimits;

@@ -52,4 +52,18 @@ impl RateLimits {
 }
 
 /// How often idle rate-limit keys are pruned.
-pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+impl RateLimits {
+    /// Prunes idle keys every minute, in a task of its own (abort it at shutdown).
+    pub fn spawn_pruner(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let limits = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                every.tick().await;
+                limits.prune();
+            }
+        })
+    }
+}
