@@ -15,11 +15,13 @@ BIN_DIR      := $(or $(CARGO_TARGET_DIR),target)/debug
 # Extra arguments: `make test NEXTEST_ARGS='-p roundhouse-db'`, `make bench BENCH_ARGS='--jobs 10000'`.
 NEXTEST_ARGS ?=
 BENCH_ARGS   ?=
+# `make check-deploy CHECK_DEPLOY_ARGS='-k railway'`: extra pytest arguments.
+CHECK_DEPLOY_ARGS ?=
 # `docker compose` (v2 plugin) or the standalone docker-compose.
 COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help run demo build test test-chaos lint fmt migrate bench up down logs \
-        clean-test services nextest
+        clean-test services nextest check-deploy
 
 help: ## list the targets
 	@echo "Roundhouse make targets:"
@@ -58,6 +60,9 @@ test-chaos: nextest ## the #[ignore]d chaos tests, one at a time; restores servi
 	echo "==> making sure PostgreSQL and RabbitMQ are running again"; \
 	scripts/ensure-services.sh || { [ "$$rc" != 0 ] || rc=1; }; \
 	exit $$rc
+
+check-deploy: ## validate compose, k8s (+KEDA), Dockerfile, Grafana board, .railway/railway.ts (installs pinned tools)
+	@scripts/check-deploy.sh $(CHECK_DEPLOY_ARGS)
 
 lint: ## rustfmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
