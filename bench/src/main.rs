@@ -11,7 +11,11 @@
 //! 5. agents (`agents.rs`): time to first chunk through SSE and WebSocket,
 //!    chunks/s of one stream, and many streamed runs at once, against the
 //!    agent executor with the `dev` provider;
-//! 6. each service's idle and peak RSS.
+//! 6. each service's idle and peak RSS;
+//! 7. RAG (`rag.rs`): a `rag_ingestion` of a 1,000-segment transcript against
+//!    a fake embeddings server with a fixed latency, against its floor;
+//! 8. notifications (`notifications.rs`): a fan-out of 10,000 signed webhook
+//!    notification jobs to a local receiver, in jobs/s.
 //!
 //! Results go to `bench/out/results.json` and `bench/out/results.md`.
 
@@ -28,6 +32,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 mod agents;
+mod notifications;
+mod rag;
 
 const TOKEN: &str = "bench-service-token-0123456789abcdef";
 
@@ -42,6 +48,8 @@ struct Options {
     spread_schedules: usize,
     cron_seconds: u64,
     agents: agents::AgentOptions,
+    notifications: notifications::NotificationOptions,
+    rag: rag::RagOptions,
     out: PathBuf,
 }
 
@@ -60,6 +68,12 @@ fn options() -> anyhow::Result<Options> {
             runs: 200,
             concurrency: 500,
             chunk_delay_ms: 5,
+        },
+        notifications: notifications::NotificationOptions { jobs: 10_000 },
+        rag: rag::RagOptions {
+            segments: 1000,
+            latency_ms: 20,
+            batch: 16,
         },
         out: PathBuf::from("bench/out"),
     };
@@ -82,6 +96,10 @@ fn options() -> anyhow::Result<Options> {
             "--agent-runs" => options.agents.runs = value.parse()?,
             "--agent-concurrency" => options.agents.concurrency = value.parse()?,
             "--agent-chunk-delay-ms" => options.agents.chunk_delay_ms = value.parse()?,
+            "--notification-jobs" => options.notifications.jobs = value.parse()?,
+            "--rag-segments" => options.rag.segments = value.parse()?,
+            "--rag-latency-ms" => options.rag.latency_ms = value.parse()?,
+            "--rag-batch" => options.rag.batch = value.parse()?,
             "--out" => options.out = PathBuf::from(value),
             other => bail!("unknown option {other}"),
         }
@@ -513,6 +531,21 @@ async fn main() -> anyhow::Result<()> {
     let agents =
         agents::measure(&bin_dir, &env, api_port + 1, &options.agents, &options.out).await?;
 
+    // 7. RAG ingestion, with a worker of its own for the `rag_ingestion` queue.
+    let rag = rag::measure(&bin_dir, &env, &api, api_port + 9, &options.rag).await?;
+
+    // 8. Notifications: a webhook fan-out, with a worker of its own for the
+    //    `notifications` queue.
+    let notifications = notifications::measure(
+        &bin_dir,
+        &env,
+        &api,
+        &db,
+        api_port + 10,
+        &options.notifications,
+    )
+    .await?;
+
     // The services' own metrics, for a closer look.
     for (name, port) in [
         ("api", api_port),
@@ -566,6 +599,8 @@ async fn main() -> anyhow::Result<()> {
         "cronEverySecond": cron_every_second,
         "cronSpread": cron_spread,
         "agents": agents,
+        "notifications": notifications,
+        "rag": rag,
         "memory": memory,
     });
     std::fs::create_dir_all(&options.out)?;
@@ -638,6 +673,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     for (name, value) in agents::table_rows(&results["agents"]) {
+        row(&mut table, &name, value);
+    }
+    for (name, value) in notifications::table_rows(&results["notifications"]) {
+        row(&mut table, &name, value);
+    }
+    for (name, value) in rag::table_rows(&results["rag"]) {
         row(&mut table, &name, value);
     }
     for (name, m) in &memory {

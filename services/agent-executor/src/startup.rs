@@ -153,7 +153,7 @@ impl Application {
         let worker = roundhouse_worker::Application::build_embedded(
             worker_settings,
             ExtraHandlers::from([(
-                JobType::AgentRun,
+                JobType::AgentRun.into(),
                 Handler::Extra(Arc::new(AgentRunJob {
                     state: state.clone(),
                 })),

@@ -1,7 +1,9 @@
 //! Wire types of the HTTP API (camelCase JSON), separate from database rows.
 
 use chrono::{DateTime, Utc};
-use roundhouse_core::{CronSchedule, JobType, MisfirePolicy, QueueName};
+use roundhouse_core::{CronSchedule, JobKind, JobType, MisfirePolicy, QueueName};
+
+use crate::job_types::CustomTypes;
 use roundhouse_db::{JobRow, NewJob, ScheduleRow, ScheduleSpec};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -103,10 +105,10 @@ pub struct BatchRequest {
 
 impl EnqueueRequest {
     /// Validates the request for `caller`; the message of a refusal names the field.
-    pub fn into_new_job(self, caller: &Caller) -> Result<NewJob, ApiError> {
-        let job_type = job_type_for(caller, &self.job_type)?;
-        let payload = job_payload(job_type, self.payload)?;
-        let queue = job_queue(job_type, self.queue.as_deref())?;
+    pub fn into_new_job(self, caller: &Caller, custom: &CustomTypes) -> Result<NewJob, ApiError> {
+        let job_type = job_type_for(caller, &self.job_type, custom)?;
+        let payload = job_payload(&job_type, self.payload)?;
+        let queue = job_queue(&job_type, self.queue.as_deref(), custom)?;
         let priority = self.priority.unwrap_or(0);
         check_priority(priority)?;
         if self.delay_seconds.is_some() && self.run_at.is_some() {
@@ -170,10 +172,26 @@ impl EnqueueRequest {
 /// The one gate on who may run what, shared by enqueues, schedules and
 /// triggers. Authorization comes before availability: a user learns nothing
 /// about types they may not use anyway.
-pub fn job_type_for(caller: &Caller, name: &str) -> Result<JobType, ApiError> {
-    let job_type: JobType = name
-        .parse()
-        .map_err(|_| ApiError::validation(format!("jobType: unknown job type `{name}`")))?;
+pub fn job_type_for(
+    caller: &Caller,
+    name: &str,
+    custom: &CustomTypes,
+) -> Result<JobKind, ApiError> {
+    let unknown = || ApiError::validation(format!("jobType: unknown job type `{name}`"));
+    let job_type = match JobKind::parse(name).map_err(|_| unknown())? {
+        JobKind::Builtin(job_type) => job_type,
+        JobKind::Custom(custom_type) => {
+            // A custom type is accepted once a worker that runs it has
+            // registered it, so a typo is refused instead of waiting forever.
+            return match custom.queue(custom_type.as_str()) {
+                Some(_) => Ok(JobKind::Custom(custom_type)),
+                None => Err(ApiError::validation(format!(
+                    "jobType: unknown job type `{name}`: no worker has registered it \
+                     (start a worker with HTTP_HANDLERS or a handler for it)"
+                ))),
+            };
+        }
+    };
     if requires_admin(job_type) && !caller.0.is_admin() {
         return Err(ApiError::forbidden(format!(
             "jobType: only the service or an admin may run `{job_type}` jobs"
@@ -184,16 +202,15 @@ pub fn job_type_for(caller: &Caller, name: &str) -> Result<JobType, ApiError> {
             "jobType: `{job_type}` is not available in this release"
         )));
     }
-    Ok(job_type)
+    Ok(JobKind::Builtin(job_type))
 }
 
 /// Types whose jobs act beyond their owner's data (`maintenance` deletes and
-/// requeues everyone's jobs).
+/// requeues everyone's jobs; `data_sync` writes tables and runs queries).
 fn requires_admin(job_type: JobType) -> bool {
     match job_type {
-        JobType::Maintenance => true,
+        JobType::Maintenance | JobType::DataSync => true,
         JobType::LlmProcessing
-        | JobType::DataSync
         | JobType::Notifications
         | JobType::RagIngestion
         | JobType::AgentRun
@@ -206,24 +223,34 @@ fn requires_admin(job_type: JobType) -> bool {
 /// The payload of a `job_type` job: a JSON object (`{}` when absent) of the
 /// shape the type's handler needs.
 fn job_payload(
-    job_type: JobType,
+    job_type: &JobKind,
     payload: Option<serde_json::Value>,
 ) -> Result<serde_json::Value, ApiError> {
     let payload = payload.unwrap_or_else(|| serde_json::json!({}));
     if !payload.is_object() {
         return Err(ApiError::validation("payload: must be a JSON object"));
     }
-    validate_payload(job_type, &payload)?;
+    if let Some(job_type) = job_type.builtin() {
+        validate_payload(job_type, &payload)?;
+    }
     Ok(payload)
 }
 
-/// The queue named `name`, or the job type's default queue.
-fn job_queue(job_type: JobType, name: Option<&str>) -> Result<QueueName, ApiError> {
+/// The queue named `name`, or the job type's default queue (for a custom
+/// type, the queue its worker registered).
+fn job_queue(
+    job_type: &JobKind,
+    name: Option<&str>,
+    custom: &CustomTypes,
+) -> Result<QueueName, ApiError> {
     match name {
         Some(name) => {
             QueueName::parse(name).map_err(|e| ApiError::validation(format!("queue: {e}")))
         }
-        None => Ok(job_type.default_queue()),
+        None => Ok(custom
+            .queue(job_type.as_str())
+            .cloned()
+            .unwrap_or_else(|| job_type.default_queue())),
     }
 }
 
@@ -296,6 +323,15 @@ fn validate_payload(job_type: JobType, payload: &serde_json::Value) -> Result<()
         JobType::LlmProcessing => roundhouse_llm::LlmJob::parse(payload)
             .map(|_| ())
             .map_err(|e| ApiError::validation(format!("payload.{e}"))),
+        JobType::Notifications => roundhouse_core::notification::NotificationJob::parse(payload)
+            .map(|_| ())
+            .map_err(|e| ApiError::validation(format!("payload.{e}"))),
+        JobType::RagIngestion => roundhouse_llm::RagJob::parse(payload)
+            .map(|_| ())
+            .map_err(|e| ApiError::validation(format!("payload.{e}"))),
+        JobType::DataSync => roundhouse_db::DataSyncJob::parse(payload)
+            .map(|_| ())
+            .map_err(|e| ApiError::validation(format!("payload.{e}"))),
         _ => Ok(()),
     }
 }
@@ -359,6 +395,7 @@ impl ScheduleRequest {
     pub fn into_new_schedule(
         self,
         caller: &Caller,
+        custom: &CustomTypes,
     ) -> Result<(Option<String>, ValidSchedule), ApiError> {
         let owner = job_owner(caller, self.user_id.clone())?;
         let required = |value: &Option<String>, field: &str| {
@@ -370,8 +407,9 @@ impl ScheduleRequest {
         let default_queue = self
             .job_type
             .as_deref()
-            .and_then(|name| name.parse::<JobType>().ok())
-            .map(|job_type| job_type.default_queue().to_string())
+            .and_then(|name| JobKind::parse(name).ok())
+            .and_then(|job_type| job_queue(&job_type, None, custom).ok())
+            .map(|queue| queue.to_string())
             .unwrap_or_default();
         let base = ScheduleSpec {
             name: required(&self.name, "name")?,
@@ -389,7 +427,7 @@ impl ScheduleRequest {
             catch_up_limit: 100,
             jitter_seconds: 0,
         };
-        Ok((owner, validate_schedule(caller, self.merge(base))?))
+        Ok((owner, validate_schedule(caller, self.merge(base), custom)?))
     }
 
     /// Validates an update of `stored` by `caller`: the stored settings with
@@ -398,6 +436,7 @@ impl ScheduleRequest {
         self,
         caller: &Caller,
         stored: &ScheduleRow,
+        custom: &CustomTypes,
     ) -> Result<ValidSchedule, ApiError> {
         if self
             .user_id
@@ -408,7 +447,7 @@ impl ScheduleRequest {
                 "userId: a schedule's owner cannot be changed; create a new schedule",
             ));
         }
-        validate_schedule(caller, self.merge(ScheduleSpec::of(stored)))
+        validate_schedule(caller, self.merge(ScheduleSpec::of(stored)), custom)
     }
 
     fn merge(self, base: ScheduleSpec) -> ScheduleSpec {
@@ -435,7 +474,11 @@ impl ScheduleRequest {
 
 /// Checks every setting of `spec` (job fields with the enqueue rules); the
 /// message of a refusal names the field. Normalises the queue name.
-fn validate_schedule(caller: &Caller, mut spec: ScheduleSpec) -> Result<ValidSchedule, ApiError> {
+fn validate_schedule(
+    caller: &Caller,
+    mut spec: ScheduleSpec,
+    custom: &CustomTypes,
+) -> Result<ValidSchedule, ApiError> {
     let name_chars = spec.name.chars().count();
     if spec.name.trim().is_empty() || name_chars > 200 {
         return Err(ApiError::validation(
@@ -444,10 +487,10 @@ fn validate_schedule(caller: &Caller, mut spec: ScheduleSpec) -> Result<ValidSch
     }
     let cron = CronSchedule::parse(&spec.cron, &spec.timezone)
         .map_err(|e| ApiError::validation(format!("{}: {e}", e.field())))?;
-    let job_type = job_type_for(caller, &spec.job_type)?;
+    let job_type = job_type_for(caller, &spec.job_type, custom)?;
     spec.job_type = job_type.to_string();
-    spec.queue = job_queue(job_type, Some(&spec.queue))?.to_string();
-    spec.payload = job_payload(job_type, Some(spec.payload))?;
+    spec.queue = job_queue(&job_type, Some(&spec.queue), custom)?.to_string();
+    spec.payload = job_payload(&job_type, Some(spec.payload))?;
     check_priority(spec.priority)?;
     spec.max_retries.map(check_max_retries).transpose()?;
     spec.timeout_seconds

@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod dto;
 pub mod extract;
 pub mod inserter;
+pub mod job_types;
 pub mod routes;
 pub mod startup;
 

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::dispatcher::Dispatcher;
 use crate::inserter::Inserter;
-use crate::routes::{health, jobs, queues, schedules};
+use crate::routes::{callbacks, health, jobs, queues, rag, schedules};
 use roundhouse_http::ApiError;
 use roundhouse_http::{Gatekeeper, RateLimits};
 
@@ -38,6 +38,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// Embeds `GET /api/rag/search` queries.
+    pub rag: Arc<crate::routes::rag::QueryEmbedder>,
+    /// Custom job types registered by workers.
+    pub job_types: Arc<crate::job_types::JobTypeRegistry>,
 }
 
 impl Gatekeeper for AppState {
@@ -56,12 +60,14 @@ impl Gatekeeper for AppState {
 
 impl AppState {
     /// Wires the state around a database and a broker handle, starting the
-    /// background dispatcher (whose task is returned) and inserter.
+    /// background dispatcher (whose task is returned) and inserter. Fails on
+    /// LLM settings the search cannot work with (`RAG_EMBEDDING_PROVIDER`).
     pub fn assemble(
         settings: Settings,
         db: Db,
         broker: Broker,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let rag = Arc::new(crate::routes::rag::QueryEmbedder::from_settings(&settings)?);
         let auth = Authenticator::new(AuthSettings {
             supabase_url: settings.supabase_url.clone(),
             jwt_secret: settings.supabase_jwt_secret.clone(),
@@ -71,6 +77,7 @@ impl AppState {
         let (dispatcher, dispatcher_task) = Dispatcher::spawn(db.clone(), broker.clone());
         let state = AppState {
             inserter: Inserter::spawn(db.clone()),
+            job_types: Arc::new(crate::job_types::JobTypeRegistry::new(db.clone())),
             limits: Arc::new(RateLimits::new(
                 settings.rate_limit_per_user_per_minute,
                 settings.rate_limit_per_ip_per_minute,
@@ -82,8 +89,9 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: roundhouse_telemetry::metrics_handle(),
             started: Instant::now(),
+            rag,
         };
-        (state, dispatcher_task)
+        Ok((state, dispatcher_task))
     }
 }
 
@@ -114,7 +122,7 @@ impl Application {
             connection_name: format!("api-{}", std::process::id()),
             confirm_timeout: Duration::from_secs(5),
         });
-        let (state, dispatcher_task) = AppState::assemble(settings, db, broker);
+        let (state, dispatcher_task) = AppState::assemble(settings, db, broker)?;
         let listener = roundhouse_telemetry::bind(state.settings.port.unwrap_or(8080))
             .await
             .context("cannot bind PORT")?;
@@ -201,6 +209,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/jobs/{id}/status", get(jobs::get_job))
         .route("/api/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/api/jobs/{id}/progress", post(callbacks::report_progress))
+        .route("/api/rag/search", get(rag::search))
         .route("/api/queues/stats", get(queues::stats))
         .route("/api/queues/{name}/pause", post(queues::pause))
         .route("/api/queues/{name}/resume", post(queues::resume))

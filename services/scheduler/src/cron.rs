@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
-use roundhouse_core::{CronSchedule, JobType, Misfire, MisfirePolicy};
+use roundhouse_core::{CronSchedule, JobKind, Misfire, MisfirePolicy};
 use roundhouse_db::{SchedulePlan, ScheduleRow, ScheduledJob};
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ pub(crate) fn plan(schedule: &ScheduleRow, now: DateTime<Utc>) -> SchedulePlan {
         Ok(cron) => cron,
         Err(error) => return park(error.to_string()),
     };
-    let job_type: JobType = match schedule.job_type.parse() {
+    let job_type = match JobKind::parse(&schedule.job_type) {
         Ok(job_type) => job_type,
         Err(error) => return park(error.to_string()),
     };
@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(job.tick, Some(due));
         assert_eq!(job.run_at, Some(due));
         assert_eq!(job.timeout_seconds, 7);
-        assert_eq!(job.max_retries, JobType::Noop.default_max_retries());
+        assert_eq!(
+            job.max_retries,
+            roundhouse_core::JobType::Noop.default_max_retries()
+        );
         assert_eq!(plan.next_run_at, Some(utc("2026-01-01T00:10:00Z")));
     }
 

@@ -14,7 +14,11 @@
 //! statement that changes them, so two schedulers never do the same work.
 //! Published rows that the broker does not confirm are marked undispatched
 //! again, and the next tick retries them.
+//!
+//! Beside the sweeps, when `ALERT_WEBHOOK_URL` is set, the [`alerts`] loop
+//! reports failed, stuck and lost work to Slack or Discord.
 
+pub mod alerts;
 mod cron;
 
 use std::future::Future;
@@ -27,6 +31,8 @@ use roundhouse_config::Settings;
 use roundhouse_core::Dispatch;
 use roundhouse_db::{Db, PoolSettings};
 use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{AlertSettings, Alerter};
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -306,6 +312,8 @@ impl Scheduler {
 /// The scheduler service.
 pub struct Application {
     scheduler: Scheduler,
+    /// Present when `ALERT_WEBHOOK_URL` is set.
+    alerter: Option<Alerter>,
     listener: tokio::net::TcpListener,
     port: u16,
 }
@@ -331,8 +339,12 @@ impl Application {
             .await
             .context("cannot bind PORT")?;
         let port = listener.local_addr()?.port();
+        let alerter = AlertSettings::from_settings(&settings)?
+            .map(|alerts| Alerter::new(db.clone(), alerts))
+            .transpose()?;
         Ok(Self {
             scheduler: Scheduler::new(db, broker, settings),
+            alerter,
             listener,
             port,
         })
@@ -350,6 +362,11 @@ impl Application {
         let sweeps = tokio::spawn({
             let stop = stop.clone();
             async move { scheduler.run(stop).await }
+        });
+        // Its own task: a slow or dead webhook never delays a sweep.
+        let alerts = self.alerter.clone().map(|alerter| {
+            let stop = stop.clone();
+            tokio::spawn(async move { alerter.run(stop).await })
         });
         let db = self.scheduler.db.clone();
         let broker = self.scheduler.broker.clone();
@@ -378,6 +395,9 @@ impl Application {
         shutdown.await;
         stop.cancel();
         let _ = sweeps.await;
+        if let Some(alerts) = alerts {
+            let _ = alerts.await;
+        }
         let _ = server.await;
         self.scheduler.broker.close().await;
         self.scheduler.db.close().await;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roundhouse_core::{JobType, RetryPolicy};
+use roundhouse_core::{JobKind, RetryPolicy};
 use roundhouse_db::{ClaimedJob, Completion, FailOutcome};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -32,13 +32,13 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
     let token = shared.hard_stop.child_token();
     shared.running.insert(job.id, job.attempts, token.clone());
 
-    let outcome = match job.job_type.parse::<JobType>() {
-        Ok(job_type) => match shared
-            .extra_handlers
-            .get(&job_type)
-            .cloned()
-            .or_else(|| handler_for(job_type).map(Handler::Builtin))
-        {
+    let outcome = match JobKind::parse(&job.job_type) {
+        Ok(job_type) => match shared.extra_handlers.get(&job_type).cloned().or_else(|| {
+            job_type
+                .builtin()
+                .and_then(handler_for)
+                .map(Handler::Builtin)
+        }) {
             Some(handler) => {
                 let ctx = JobContext {
                     job_id: job.id,
@@ -49,6 +49,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     cancel: token.clone(),
                     llm: shared.llm.clone(),
                     db: shared.db.clone(),
+                    shared: shared.clone(),
                 };
                 // Spawned so that a panic fails this attempt, not the worker.
                 let mut task = tokio::spawn(async move { handler.get().run(ctx).await });
@@ -81,7 +82,8 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                 }
             }
             None => Outcome::Failed(HandlerError::Permanent(format!(
-                "job type `{job_type}` has no handler in this worker"
+                "job type `{}` has no handler in this worker",
+                job.job_type
             ))),
         },
         Err(error) => Outcome::Failed(HandlerError::Permanent(error.to_string())),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use roundhouse_core::JobType;
+use roundhouse_core::JobKind;
 use roundhouse_db::Db;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,7 +26,8 @@ pub struct JobContext {
     pub job_id: Uuid,
     /// This attempt's number (1-based, counts every attempt ever started).
     pub attempt: i32,
-    pub job_type: JobType,
+    /// The job's type: built in, or a custom one this worker registered.
+    pub job_type: JobKind,
     pub user_id: Option<String>,
     pub payload: serde_json::Value,
     /// Cancelled when the job is cancelled, its lease is lost, it times out,
@@ -35,9 +36,21 @@ pub struct JobContext {
     /// The LLM providers configured for this worker.
     pub llm: roundhouse_llm::Providers,
     pub(crate) db: Db,
+    pub(crate) shared: std::sync::Arc<crate::startup::Shared>,
 }
 
 impl JobContext {
+    /// The worker's settings.
+    pub fn settings(&self) -> &roundhouse_config::Settings {
+        &self.shared.settings
+    }
+
+    /// The HTTP client for URLs that come from job payloads: it refuses
+    /// internal addresses unless `ROUNDHOUSE_OUTBOUND_ALLOWLIST` admits them.
+    pub fn outbound(&self) -> &Outbound {
+        &self.shared.outbound
+    }
+
     /// Records progress (0–100) with an optional message. Writes from a
     /// superseded attempt are ignored by the database.
     pub async fn progress(&self, percent: u8, message: Option<&str>) {
@@ -100,5 +113,28 @@ impl Handler {
     }
 }
 
-/// Handlers for job types this worker's registry does not run itself.
-pub type ExtraHandlers = std::collections::HashMap<JobType, Handler>;
+/// Handlers beyond the built-in registry: custom job types (a binary that
+/// embeds the worker, `HTTP_HANDLERS`) or a built-in type the embedding
+/// process runs itself (the agent executor's `agent_run`).
+pub type ExtraHandlers = std::collections::HashMap<JobKind, Handler>;
+
+/// Outbound HTTP to user-supplied URLs: the SSRF policy and a client that
+/// enforces it at connect time and on redirects.
+#[derive(Clone)]
+pub struct Outbound {
+    pub policy: roundhouse_outbound::OutboundPolicy,
+    pub client: reqwest::Client,
+}
+
+impl Outbound {
+    pub(crate) fn from_settings(settings: &roundhouse_config::Settings) -> anyhow::Result<Self> {
+        let policy = settings.outbound_policy()?;
+        let client = policy.client(
+            reqwest::Client::builder()
+                .user_agent(concat!("roundhouse/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60)),
+        )?;
+        Ok(Self { policy, client })
+    }
+}

@@ -9,11 +9,12 @@ use anyhow::Context;
 use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_config::Settings;
 use roundhouse_core::Dispatch;
-use roundhouse_db::{Completion, Db, PoolSettings};
+use roundhouse_db::{Completion, Db, HandlerKind, PoolSettings};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::handler::Handler;
 use crate::running::{Running, StopReason};
 use crate::{completer, consumer, control, heartbeat};
 
@@ -31,6 +32,11 @@ pub(crate) struct Shared {
     pub(crate) llm: roundhouse_llm::Providers,
     /// Handlers added by an embedding process.
     pub(crate) extra_handlers: crate::ExtraHandlers,
+    /// The SSRF-guarded HTTP client for user-supplied URLs.
+    pub(crate) outbound: crate::handler::Outbound,
+    /// The custom job types this worker runs, registered at start so the
+    /// api accepts them.
+    pub(crate) custom_types: Vec<(String, String, HandlerKind)>,
 }
 
 /// A built worker, ready to run.
@@ -48,6 +54,16 @@ impl Application {
         Self::build_with(settings, crate::ExtraHandlers::new(), true).await
     }
 
+    /// A worker that also runs `extra` handlers: custom job types compiled
+    /// into the binary (see `examples/custom-handler`). Binds the health
+    /// port like [`Application::build`].
+    pub async fn build_with_handlers(
+        settings: Settings,
+        extra: crate::ExtraHandlers,
+    ) -> anyhow::Result<Self> {
+        Self::build_with(settings, extra, true).await
+    }
+
     /// A worker inside another service (the agent executor runs its
     /// `agents` queue this way): `extra` handlers join the registry, and
     /// no health port is bound (the host serves its own).
@@ -60,9 +76,25 @@ impl Application {
 
     async fn build_with(
         settings: Settings,
-        extra_handlers: crate::ExtraHandlers,
+        mut extra_handlers: crate::ExtraHandlers,
         serve_health: bool,
     ) -> anyhow::Result<Self> {
+        let mut custom_types: Vec<(String, String, HandlerKind)> = extra_handlers
+            .keys()
+            .filter(|kind| kind.builtin().is_none())
+            .map(|kind| {
+                let queue = kind.default_queue().to_string();
+                (kind.to_string(), queue, HandlerKind::Embedded)
+            })
+            .collect();
+        for (kind, handler) in crate::handlers::http_handlers(&settings)? {
+            if extra_handlers.contains_key(&kind) {
+                anyhow::bail!("invalid setting HTTP_HANDLERS: `{kind}` already has a handler");
+            }
+            let queue = kind.default_queue().to_string();
+            custom_types.push((kind.to_string(), queue, HandlerKind::Http));
+            extra_handlers.insert(kind, Handler::Extra(Arc::new(handler)));
+        }
         let db = Db::connect_lazy(
             &settings.database_url,
             &PoolSettings {
@@ -99,6 +131,8 @@ impl Application {
             .and_then(|config| roundhouse_llm::Providers::from_config(&config))
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         tracing::info!(providers = ?llm.names(), "LLM providers");
+        crate::handlers::rag::check_providers(&settings, &llm)?;
+        let outbound = crate::handler::Outbound::from_settings(&settings)?;
         let (completions, completer) = completer::spawn(db.clone());
         Ok(Self {
             shared: Arc::new(Shared {
@@ -111,6 +145,8 @@ impl Application {
                 hard_stop: CancellationToken::new(),
                 llm,
                 extra_handlers,
+                outbound,
+                custom_types,
             }),
             completer,
             listener,
@@ -152,6 +188,7 @@ impl Application {
                 stop_intake.clone(),
             ));
         }
+        tokio::spawn(register_custom_types(shared.clone(), background.clone()));
         tokio::spawn(heartbeat::run(shared.clone(), background.clone()));
         tokio::spawn(control::run(shared.clone(), background.clone()));
         let ops = {
@@ -205,6 +242,32 @@ impl Application {
         shared.db.close().await;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Registers this worker's custom job types, retrying until the database
+/// answers: until then the api refuses jobs of types it has never seen.
+async fn register_custom_types(shared: Arc<Shared>, stop: CancellationToken) {
+    if shared.custom_types.is_empty() {
+        return;
+    }
+    loop {
+        match shared
+            .db
+            .register_job_types(&shared.worker_id, &shared.custom_types)
+            .await
+        {
+            Ok(()) => {
+                let names: Vec<&str> = shared.custom_types.iter().map(|t| t.0.as_str()).collect();
+                tracing::info!(?names, "custom job types registered");
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot register custom job types yet"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }
 

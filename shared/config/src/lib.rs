@@ -6,7 +6,9 @@
 //! environment. Every variable name is in [`ENV_VARS`]; services receive a
 //! validated [`Settings`] and never call `std::env::var` themselves.
 
+mod alerts;
 mod env;
+mod notifications;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +17,15 @@ use roundhouse_core::QueueName;
 use serde::Deserialize;
 
 pub use env::ENV_VARS;
+pub use notifications::{SmtpTls, decode_vapid_private_key};
+
+/// The chunk sizes `RAG_EMBEDDING_CHAR_LIMIT` (and a job's `chunkCharLimit`)
+/// may take, in characters: below 50 a chunk holds no sentence; above
+/// 32,000 it would exceed the 8,192-token input limit of OpenAI's models.
+pub const RAG_CHAR_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 50..=32_000;
+/// The batch sizes `RAG_EMBEDDING_BATCH` (and a job's `embeddingBatch`) may
+/// take: OpenAI accepts at most 2,048 inputs per request.
+pub const RAG_EMBEDDING_BATCH_RANGE: std::ops::RangeInclusive<usize> = 1..=2048;
 
 /// A setting that is missing or malformed. Its `Display` is the one line a
 /// service prints before exiting.
@@ -119,6 +130,88 @@ pub struct Settings {
     pub credits_per_1k_tokens: u64,
     /// Per-model prices: `model=credits_per_1k,…`.
     pub model_pricing: String,
+
+    /// The database `data_sync` jobs write to; Roundhouse's own
+    /// (`DATABASE_URL`) when unset.
+    pub data_sync_database_url: Option<String>,
+    /// Databases `sql_copy` may read: `name=postgres://…,…`.
+    pub data_sync_sources: String,
+    /// The largest batch a `data_sync` job may use (its `batchSize` is capped).
+    pub data_sync_max_batch: usize,
+    /// Statement timeout of `data_sync` reads and upserts.
+    pub data_sync_statement_timeout_ms: u64,
+
+    /// `rag_ingestion`: the longest chunk embedded, in characters.
+    pub rag_embedding_char_limit: usize,
+    /// `rag_ingestion`: chunks per embeddings request.
+    pub rag_embedding_batch: usize,
+    /// The provider that embeds chunks and search queries; see
+    /// [`Settings::rag_embedding_provider`] for the default.
+    pub rag_embedding_provider: Option<String>,
+    pub rag_embedding_model: String,
+    /// Whether `rag_ingestion` analyses each segment with an LLM when the
+    /// payload does not say.
+    pub rag_enable_claude_analysis: bool,
+    /// Segment analyses in flight at once, per job.
+    pub rag_claude_concurrency: usize,
+    /// The provider of segment analyses; see [`Settings::rag_analysis_provider`].
+    pub rag_analysis_provider: Option<String>,
+    pub rag_analysis_model: String,
+    /// Hosts, addresses and CIDRs that user-supplied URLs may reach although
+    /// they are not public (the SSRF guard's exceptions).
+    pub roundhouse_outbound_allowlist: String,
+    /// The api's public URL, for callers that must reach it (HTTP handlers'
+    /// progress callbacks, the CLI).
+    pub roundhouse_url: Option<String>,
+    /// Job types run by an HTTP endpoint: `job_type=https://…,…`.
+    pub http_handlers: String,
+    /// The Standard Webhooks signing secret (`whsec_<base64>`) for HTTP handlers.
+    pub http_handler_secret: Option<String>,
+    /// How long an HTTP handler may take to answer one job.
+    pub http_handler_timeout_seconds: u64,
+
+    /// `notifications` e-mail: the SMTP relay (unset: e-mail jobs fail,
+    /// naming `SMTP_HOST`).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_tls: SmtpTls,
+    /// The From mailbox: `noreply@example.com` or `Name <noreply@example.com>`.
+    pub smtp_from: Option<String>,
+    /// `notifications` SMS through a Twilio-compatible Messages API.
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<String>,
+    pub twilio_from_number: Option<String>,
+    pub twilio_base_url: String,
+    /// `notifications` Web Push: the VAPID key pair's private half (raw
+    /// 32-byte P-256 scalar, base64url) and the contact URL sent with it.
+    pub vapid_private_key: Option<String>,
+    pub vapid_subject: Option<String>,
+    /// Standard Webhooks secret (`whsec_…`) signing generic notification webhooks.
+    pub notification_webhook_secret: Option<String>,
+
+    /// Where the scheduler sends operational alerts: a Slack (or
+    /// Slack-compatible) or Discord incoming webhook. Unset: no alerts.
+    pub alert_webhook_url: Option<String>,
+    /// How often the alerter looks.
+    pub alert_check_seconds: u64,
+    /// A job `processing` for longer than this is reported (per queue:
+    /// `ALERT_RUNNING_SECONDS_BY_QUEUE`, by default `agents=14400`).
+    pub alert_running_seconds: u64,
+    pub alert_running_seconds_by_queue: String,
+    /// A queue whose oldest waiting job waited longer than this is reported
+    /// (per queue: `ALERT_QUEUE_WAIT_SECONDS_BY_QUEUE`).
+    pub alert_queue_wait_seconds: u64,
+    pub alert_queue_wait_seconds_by_queue: String,
+    /// A condition that persists (a queue backing up, a lost worker seen
+    /// again) is reported again at most this often.
+    pub alert_repeat_seconds: u64,
+    /// At most this many alert messages per hour, across all schedulers.
+    pub alert_max_per_hour: u32,
+    /// Up to this many failed or long-running jobs in one pass get a message
+    /// each; more get one summary.
+    pub alert_max_details: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -245,6 +338,177 @@ impl Settings {
             return Err(invalid("LLM_TIMEOUT_SECONDS", "must be positive"));
         }
         self.model_pricing()?;
+        self.validate_data_sync()?;
+        self.validate_rag()?;
+        self.validate_notifications()?;
+        self.outbound_policy()?;
+        if let Some(url) = &self.roundhouse_url {
+            scheme("ROUNDHOUSE_URL", url, &["https", "http"])?;
+        }
+        self.http_handlers()?;
+        if self.http_handler_timeout_seconds == 0 {
+            return Err(invalid("HTTP_HANDLER_TIMEOUT_SECONDS", "must be positive"));
+        }
+        self.validate_alerts()?;
+        Ok(())
+    }
+
+    /// The SSRF guard for user-supplied URLs, with the operator's
+    /// `ROUNDHOUSE_OUTBOUND_ALLOWLIST` exceptions.
+    pub fn outbound_policy(&self) -> Result<roundhouse_outbound::OutboundPolicy, SettingsError> {
+        roundhouse_outbound::OutboundPolicy::parse(&self.roundhouse_outbound_allowlist)
+            .map_err(|e| invalid("ROUNDHOUSE_OUTBOUND_ALLOWLIST", e.to_string()))
+    }
+
+    /// `HTTP_HANDLERS` as (job type, endpoint) pairs, with the signing
+    /// secret they require. Job type names are checked by the worker, which
+    /// knows the built-in ones.
+    pub fn http_handlers(&self) -> Result<Vec<(String, String)>, SettingsError> {
+        let handlers = split_list(&self.http_handlers)
+            .iter()
+            .map(|entry| {
+                let (name, url) = entry.split_once('=').ok_or_else(|| {
+                    invalid(
+                        "HTTP_HANDLERS",
+                        format!("`{entry}` is not job_type=https://…"),
+                    )
+                })?;
+                let (name, url) = (name.trim(), url.trim());
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        "HTTP_HANDLERS",
+                        format!("the endpoint of `{name}` is not an http(s) URL"),
+                    ));
+                }
+                Ok((name.to_owned(), url.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !handlers.is_empty() {
+            let secret = self.http_handler_secret.as_deref().unwrap_or("");
+            if secret.strip_prefix("whsec_").is_none_or(str::is_empty) {
+                return Err(invalid(
+                    "HTTP_HANDLER_SECRET",
+                    "HTTP_HANDLERS needs a `whsec_<base64>` signing secret",
+                ));
+            }
+        }
+        Ok(handlers)
+    }
+
+    fn validate_rag(&self) -> Result<(), SettingsError> {
+        let range = |var: &str, value: usize, range: std::ops::RangeInclusive<usize>| {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    var,
+                    format!("must be from {} to {}", range.start(), range.end()),
+                ))
+            }
+        };
+        range(
+            "RAG_EMBEDDING_CHAR_LIMIT",
+            self.rag_embedding_char_limit,
+            RAG_CHAR_LIMIT_RANGE,
+        )?;
+        range(
+            "RAG_EMBEDDING_BATCH",
+            self.rag_embedding_batch,
+            RAG_EMBEDDING_BATCH_RANGE,
+        )?;
+        range(
+            "RAG_CLAUDE_CONCURRENCY",
+            self.rag_claude_concurrency,
+            1..=64,
+        )?;
+        if self.rag_embedding_model.trim().is_empty() {
+            return Err(invalid("RAG_EMBEDDING_MODEL", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The provider that embeds `rag_ingestion` chunks and search queries:
+    /// `RAG_EMBEDDING_PROVIDER` (lowercased), else `openai` when
+    /// `OPENAI_API_KEY` is set, else the offline `dev` provider.
+    pub fn rag_embedding_provider(&self) -> String {
+        provider_or(&self.rag_embedding_provider, &self.openai_api_key, "openai")
+    }
+
+    /// The provider of `rag_ingestion`'s segment analyses:
+    /// `RAG_ANALYSIS_PROVIDER`, else `anthropic` when `ANTHROPIC_API_KEY` is
+    /// set, else `dev`.
+    pub fn rag_analysis_provider(&self) -> String {
+        provider_or(
+            &self.rag_analysis_provider,
+            &self.anthropic_api_key,
+            "anthropic",
+        )
+    }
+
+    /// The database `data_sync` jobs write to: `DATA_SYNC_DATABASE_URL`,
+    /// else `DATABASE_URL`.
+    pub fn data_sync_database_url(&self) -> &str {
+        self.data_sync_database_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .unwrap_or(&self.database_url)
+    }
+
+    /// `DATA_SYNC_SOURCES` as (name, PostgreSQL URL) pairs.
+    pub fn data_sync_sources(&self) -> Result<Vec<(String, String)>, SettingsError> {
+        let mut sources: Vec<(String, String)> = Vec::new();
+        for entry in split_list(&self.data_sync_sources) {
+            let (name, url) = entry
+                .split_once('=')
+                .ok_or_else(|| invalid("DATA_SYNC_SOURCES", "expected name=postgres://…"))?;
+            let (name, url) = (name.trim(), url.trim());
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    "DATA_SYNC_SOURCES",
+                    format!("`{name}` is not a name (letters, digits, '_' or '-')"),
+                ));
+            }
+            // The URL may hold a password: name the entry, not the URL.
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "DATA_SYNC_SOURCES",
+                    format!("the URL of `{name}` is not a postgres:// URL"),
+                ));
+            }
+            if sources.iter().any(|(known, _)| known == name) {
+                return Err(invalid(
+                    "DATA_SYNC_SOURCES",
+                    format!("`{name}` is named twice"),
+                ));
+            }
+            sources.push((name.to_owned(), url.to_owned()));
+        }
+        Ok(sources)
+    }
+
+    fn validate_data_sync(&self) -> Result<(), SettingsError> {
+        let url = self.data_sync_database_url();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "DATA_SYNC_DATABASE_URL",
+                "expected a postgres/postgresql URL",
+            ));
+        }
+        self.data_sync_sources()?;
+        if !(1..=100_000).contains(&self.data_sync_max_batch) {
+            return Err(invalid("DATA_SYNC_MAX_BATCH", "must be from 1 to 100000"));
+        }
+        if self.data_sync_statement_timeout_ms == 0 {
+            return Err(invalid(
+                "DATA_SYNC_STATEMENT_TIMEOUT_MS",
+                "must be positive",
+            ));
+        }
         Ok(())
     }
 
@@ -326,6 +590,15 @@ impl Settings {
     }
 }
 
+/// `chosen` when set, else `keyed` when its key is set, else `dev`.
+fn provider_or(chosen: &Option<String>, key: &Option<String>, keyed: &str) -> String {
+    match chosen.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(provider) => provider.to_ascii_lowercase(),
+        None if key.as_deref().is_some_and(|k| !k.trim().is_empty()) => keyed.to_owned(),
+        None => "dev".to_owned(),
+    }
+}
+
 fn split_list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -341,7 +614,8 @@ mod tests {
 
     use super::*;
 
-    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    /// Settings from exactly `vars` (no file, no process environment).
+    pub(crate) fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -437,6 +711,86 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(settings.rabbitmq_url, "amqp://main");
+    }
+
+    #[test]
+    fn rag_settings_have_defaults_and_pick_providers_by_key() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.rag_embedding_char_limit, 1200);
+        assert_eq!(settings.rag_embedding_batch, 16);
+        assert_eq!(settings.rag_claude_concurrency, 3);
+        assert!(!settings.rag_enable_claude_analysis);
+        assert_eq!(settings.rag_embedding_model, "text-embedding-3-small");
+        assert_eq!(settings.rag_embedding_provider(), "dev");
+        assert_eq!(settings.rag_analysis_provider(), "dev");
+
+        let keyed = load(&[("OPENAI_API_KEY", "sk-1"), ("ANTHROPIC_API_KEY", "sk-2")]).unwrap();
+        assert_eq!(keyed.rag_embedding_provider(), "openai");
+        assert_eq!(keyed.rag_analysis_provider(), "anthropic");
+        let chosen = load(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("RAG_EMBEDDING_PROVIDER", " Ollama "),
+            ("RAG_ANALYSIS_PROVIDER", "dev"),
+            ("RAG_ENABLE_CLAUDE_ANALYSIS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(chosen.rag_embedding_provider(), "ollama");
+        assert_eq!(chosen.rag_analysis_provider(), "dev");
+        assert!(chosen.rag_enable_claude_analysis);
+
+        for (var, value) in [
+            ("RAG_EMBEDDING_CHAR_LIMIT", "10"),
+            ("RAG_EMBEDDING_CHAR_LIMIT", "lots"),
+            ("RAG_EMBEDDING_BATCH", "0"),
+            ("RAG_EMBEDDING_BATCH", "5000"),
+            ("RAG_CLAUDE_CONCURRENCY", "0"),
+            ("RAG_ENABLE_CLAUDE_ANALYSIS", "maybe"),
+            ("RAG_EMBEDDING_MODEL", " "),
+        ] {
+            let error = load(&[(var, value)]).unwrap_err();
+            assert_eq!(error.variable, var, "{var}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn data_sync_settings_default_to_the_roundhouse_database_and_are_checked() {
+        let settings = load(&[("DATABASE_URL", "postgres://main/rh")]).unwrap();
+        assert_eq!(settings.data_sync_database_url(), "postgres://main/rh");
+        assert_eq!(settings.data_sync_max_batch, 5000);
+        assert_eq!(settings.data_sync_statement_timeout_ms, 60_000);
+        assert!(settings.data_sync_sources().unwrap().is_empty());
+
+        let settings = load(&[
+            ("DATA_SYNC_DATABASE_URL", "postgres://warehouse/dw"),
+            (
+                "DATA_SYNC_SOURCES",
+                "crm=postgres://u:secret@crm/crm, legacy=postgresql://old/db",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(settings.data_sync_database_url(), "postgres://warehouse/dw");
+        assert_eq!(
+            settings.data_sync_sources().unwrap(),
+            vec![
+                ("crm".to_owned(), "postgres://u:secret@crm/crm".to_owned()),
+                ("legacy".to_owned(), "postgresql://old/db".to_owned())
+            ]
+        );
+        assert!(!format!("{settings:?}").contains("secret"));
+
+        for (var, value) in [
+            ("DATA_SYNC_DATABASE_URL", "mysql://x/y"),
+            ("DATA_SYNC_SOURCES", "crm"),
+            ("DATA_SYNC_SOURCES", "crm=http://x"),
+            ("DATA_SYNC_SOURCES", "a b=postgres://x/y"),
+            ("DATA_SYNC_SOURCES", "a=postgres://x/y,a=postgres://z/w"),
+            ("DATA_SYNC_MAX_BATCH", "0"),
+            ("DATA_SYNC_STATEMENT_TIMEOUT_MS", "0"),
+        ] {
+            let error = load(&[(var, value)]).unwrap_err();
+            assert_eq!(error.variable, var, "{var}={value}: {error}");
+            assert!(!error.to_string().contains("secret"), "{error}");
+        }
     }
 
     #[test]

@@ -107,6 +107,9 @@ impl JobType {
                 | JobType::Fail
                 | JobType::Maintenance
                 | JobType::LlmProcessing
+                | JobType::RagIngestion
+                | JobType::Notifications
+                | JobType::DataSync
         )
     }
 }

@@ -6,13 +6,16 @@
 //! boundary matches on enums, so adding a job type is a compile error wherever
 //! it matters.
 
+mod job_kind;
 mod job_type;
 mod message;
+pub mod notification;
 mod queue;
 mod retry;
 mod schedule;
 mod status;
 
+pub use job_kind::{CustomJobType, JobKind};
 pub use job_type::JobType;
 pub use message::{ControlMessage, Dispatch, DispatchMessage};
 pub use queue::{QueueName, QueueNameError};

@@ -12,11 +12,16 @@
 //! behind a transaction pooler (see ARCHITECTURE.md).
 
 mod agents;
+mod alerts;
+mod data_sync;
 mod events;
+mod job_types;
 mod jobs;
 mod lifecycle;
 mod maintenance;
+mod notifications;
 mod queues;
+mod rag;
 mod retention;
 mod rows;
 mod schedules;
@@ -27,11 +32,24 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
 pub use agents::{AgentRow, AgentRunRow, AgentSpec, NewRun, RunStart};
+pub use alerts::{
+    AlertPass, AlertWindow, FailedJob, FailureGroup, LongRunningJob, LostWorker, QueueBacklog,
+};
+pub use data_sync::{
+    DEFAULT_BATCH_SIZE, DataSyncJob, FieldPath, HttpPull, Ident, JsonPath, MAX_BATCH_SIZE,
+    Pagination, ROUNDHOUSE_TABLES, SourceKey, SqlCopy, SyncCheckpoint, SyncDatabase, SyncSource,
+    SyncTable, SyncTarget, TableName, UpsertCounts, is_roundhouse_table,
+};
 pub use events::EventRow;
+pub use job_types::{HandlerKind, RegisteredJobType};
 pub use jobs::{CancelOutcome, EnqueueOutcome, JobFilter, NewJob, RetryOutcome};
 pub use lifecycle::{ClaimedJob, Completion, FailOutcome};
 pub use maintenance::Reaped;
 pub use queues::QueueStats;
+pub use rag::{
+    NewRagChunk, NewRagDocument, RagAnalysisRow, RagChunkRow, RagDocumentRow, RagDocumentStart,
+    RagHit, RagQuery,
+};
 pub use retention::{Deleted, FinishedClass};
 pub use rows::JobRow;
 pub use schedules::{FireReport, FiredJob, SchedulePlan, ScheduleRow, ScheduleSpec, ScheduledJob};
@@ -51,6 +69,15 @@ pub enum DbError {
     /// A unique name is already taken.
     #[error("`{0}` already exists")]
     Duplicate(String),
+    /// A `data_sync` target or record that cannot work as given (no such
+    /// table, no unique index on the key, one of Roundhouse's own tables, a
+    /// record without its key): retrying cannot help.
+    #[error("{0}")]
+    DataSync(String),
+    /// The caller passed data the schema cannot hold (embeddings of one
+    /// batch that differ in length); nothing was written.
+    #[error("invalid data: {0}")]
+    Invalid(String),
 }
 
 impl DbError {

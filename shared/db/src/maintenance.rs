@@ -134,11 +134,14 @@ impl Db {
                        completed_at = CASE WHEN expired.next = 'failed' THEN now() END
                   FROM expired
                  WHERE j.id = expired.id
-                RETURNING j.id, j.queue, j.priority, j.status, j.attempts, j.error
+                RETURNING j.id, j.queue, j.priority, j.status, j.attempts, j.error, j.worker_id
             ), event AS (
+                -- The alerter's lost-worker detector reads these events
+                -- (index `job_events_lease_lost`): keep `reason` as it is.
                 INSERT INTO job_events (job_id, attempt, kind, data)
                 SELECT id, attempts, 'status',
-                       jsonb_build_object('status', status, 'error', error, 'reason', 'lease expired')
+                       jsonb_build_object('status', status, 'error', error, 'reason', 'lease expired',
+                                          'workerId', worker_id)
                   FROM reaped
             )
             SELECT id, queue, priority, status FROM reaped

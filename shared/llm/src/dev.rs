@@ -6,7 +6,11 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use crate::{ChatRequest, Completion, LlmError, Provider, Role, StreamEvent, Usage};
+use crate::embeddings::dev_embedding;
+use crate::{
+    ChatRequest, Completion, EmbeddingRequest, Embeddings, LlmError, Provider, Role, StreamEvent,
+    Usage,
+};
 
 /// A provider that answers without a network, always the same way, so that
 /// everything built on LLMs runs (and is tested) without a key.
@@ -28,6 +32,11 @@ use crate::{ChatRequest, Completion, LlmError, Provider, Role, StreamEvent, Usag
 ///
 /// `Dev reply to: hello world` → deltas `Dev `, `reply `, `to: `, `hello `,
 /// `world`; usage 2 prompt + 5 completion tokens.
+///
+/// Embeddings are [`dev_embedding`](crate::dev_embedding)s: deterministic,
+/// of length 1, and closer for texts that share words, so retrieval built on
+/// them ranks lexically similar text higher. `model` is echoed (`"dev"` when
+/// empty); `prompt_tokens` counts the inputs' words.
 #[derive(Debug, Clone, Default)]
 pub struct DevProvider {
     chunk_delay: Duration,
@@ -93,6 +102,18 @@ impl Provider for DevProvider {
             });
         let done = stream::once(async move { Ok(StreamEvent::Done(completion)) });
         Ok(deltas.chain(done).boxed())
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, LlmError> {
+        Ok(Embeddings {
+            vectors: request.inputs.iter().map(|t| dev_embedding(t)).collect(),
+            model: if request.model.is_empty() {
+                "dev".to_owned()
+            } else {
+                request.model.clone()
+            },
+            prompt_tokens: saturate(request.inputs.iter().map(|t| words(t)).sum()),
+        })
     }
 }
 

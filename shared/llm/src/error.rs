@@ -65,6 +65,10 @@ pub enum LlmError {
     /// `openai: set OPENAI_API_KEY`.
     #[error("LLM provider not configured: {0}")]
     NotConfigured(String),
+    /// The provider cannot do what was asked (embeddings from a provider
+    /// without an embeddings API). Permanent.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The configuration itself is wrong (a malformed `LLM_PROVIDERS` entry,
     /// a base URL that is not an http(s) URL).
     #[error("invalid LLM configuration: {0}")]
@@ -83,6 +87,7 @@ impl LlmError {
             | LlmError::Protocol(_)
             | LlmError::UnknownProvider(_)
             | LlmError::NotConfigured(_)
+            | LlmError::Unsupported(_)
             | LlmError::InvalidConfig(_) => false,
         }
     }
@@ -120,6 +125,7 @@ impl LlmError {
             LlmError::Protocol(m) => LlmError::Protocol(clean(m)),
             LlmError::UnknownProvider(m) => LlmError::UnknownProvider(clean(m)),
             LlmError::NotConfigured(m) => LlmError::NotConfigured(clean(m)),
+            LlmError::Unsupported(m) => LlmError::Unsupported(clean(m)),
             LlmError::InvalidConfig(m) => LlmError::InvalidConfig(clean(m)),
         }
     }

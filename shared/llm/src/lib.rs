@@ -1,7 +1,8 @@
 //! The LLM provider layer: one [`Provider`] trait over OpenAI-compatible
 //! chat completions (OpenAI, the Lovable AI gateway, Ollama, vLLM,
 //! OpenRouter, …), Anthropic Messages, and a deterministic offline `dev`
-//! provider, each able to complete a [`ChatRequest`] whole or as a stream.
+//! provider, each able to complete a [`ChatRequest`] whole or as a stream,
+//! and (OpenAI-compatible and `dev`) to embed texts ([`Provider::embed`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -47,19 +48,26 @@
 mod anthropic;
 mod config;
 mod dev;
+mod embeddings;
 mod error;
 mod http;
 mod job;
 mod openai;
 mod provider;
+mod rag_job;
 mod registry;
 mod retry;
 mod types;
 
 pub use config::{ExtraProvider, LlmConfig};
 pub use dev::DevProvider;
+pub use embeddings::{
+    DEV_EMBEDDING_DIMENSIONS, EmbeddingRequest, Embeddings, cosine_similarity, dev_embedding,
+    normalize,
+};
 pub use error::LlmError;
 pub use job::LlmJob;
 pub use provider::Provider;
+pub use rag_job::{RagJob, RagSegment};
 pub use registry::Providers;
 pub use types::{ChatMessage, ChatRequest, Completion, Role, StreamEvent, Usage};

@@ -1,5 +1,6 @@
-//! OpenAI-compatible chat completions (`POST {base}/chat/completions`):
-//! OpenAI, the Lovable AI gateway, Ollama, vLLM, OpenRouter, ….
+//! OpenAI-compatible chat completions (`POST {base}/chat/completions`) and
+//! embeddings (`POST {base}/embeddings`): OpenAI, the Lovable AI gateway,
+//! Ollama, vLLM, OpenRouter, ….
 
 use async_trait::async_trait;
 use eventsource_stream::Event;
@@ -10,7 +11,10 @@ use serde_json::Value;
 
 use crate::error::ErrorDetail;
 use crate::http::{Decoded, Endpoint, SseDecoder, estimate_tokens};
-use crate::{ChatMessage, ChatRequest, Completion, LlmError, Provider, StreamEvent, Usage};
+use crate::{
+    ChatMessage, ChatRequest, Completion, EmbeddingRequest, Embeddings, LlmError, Provider,
+    StreamEvent, Usage,
+};
 
 /// A provider speaking the OpenAI chat completions API.
 ///
@@ -20,6 +24,7 @@ use crate::{ChatMessage, ChatRequest, Completion, LlmError, Provider, StreamEven
 /// least 1 token each.
 pub(crate) struct OpenAiCompatible {
     endpoint: Endpoint,
+    embeddings: Endpoint,
 }
 
 impl OpenAiCompatible {
@@ -38,15 +43,18 @@ impl OpenAiCompatible {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        let base_url = base_url.trim_end_matches('/');
+        let endpoint = |path: &str| Endpoint {
+            name: name.to_owned(),
+            client: client.clone(),
+            url: format!("{base_url}/{path}"),
+            headers: headers.clone(),
+            secret: api_key.clone(),
+            timeout,
+        };
         Ok(Self {
-            endpoint: Endpoint {
-                name: name.to_owned(),
-                client,
-                url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
-                headers,
-                secret: api_key,
-                timeout,
-            },
+            endpoint: endpoint("chat/completions"),
+            embeddings: endpoint("embeddings"),
         })
     }
 }
@@ -93,6 +101,10 @@ impl Provider for OpenAiCompatible {
         self.endpoint
             .post_stream(&WireRequest::new(request, true), decoder)
             .await
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, LlmError> {
+        crate::embeddings::openai_embed(&self.embeddings, request).await
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::{ChatRequest, Completion, LlmError, StreamEvent};
+use crate::{ChatRequest, Completion, EmbeddingRequest, Embeddings, LlmError, StreamEvent};
 
 /// An LLM backend: OpenAI-compatible, Anthropic, or the offline `dev`
 /// provider. Get one from [`Providers::get`](crate::Providers::get).
@@ -27,4 +27,17 @@ pub trait Provider: Send + Sync {
         &self,
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, LlmError>>, LlmError>;
+
+    /// Embeds each input of `request`: one vector per input, in order, all
+    /// of one length ([`Embeddings`] says what providers check). OpenAI-compatible
+    /// providers call `POST {base}/embeddings`; `dev` computes a lexical
+    /// embedding offline. Providers without an embeddings API (Anthropic)
+    /// answer [`LlmError::Unsupported`], the default.
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, LlmError> {
+        let _ = request;
+        Err(LlmError::Unsupported(format!(
+            "{}: this provider has no embeddings API",
+            self.name()
+        )))
+    }
 }

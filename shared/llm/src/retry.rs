@@ -9,7 +9,9 @@ use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
-use crate::{ChatRequest, Completion, LlmError, Provider, StreamEvent};
+use crate::{
+    ChatRequest, Completion, EmbeddingRequest, Embeddings, LlmError, Provider, StreamEvent,
+};
 
 /// The longest backoff between two attempts (before jitter).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -68,6 +70,15 @@ impl Provider for Retrying {
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, LlmError> {
         (|| self.inner.complete(request))
+            .retry(self.backoff())
+            .when(LlmError::is_retryable)
+            .adjust(Self::delay)
+            .notify(|error, delay| self.log_retry(error, delay))
+            .await
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<Embeddings, LlmError> {
+        (|| self.inner.embed(request))
             .retry(self.backoff())
             .when(LlmError::is_retryable)
             .adjust(Self::delay)

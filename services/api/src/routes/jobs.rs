@@ -56,7 +56,11 @@ pub async fn enqueue(
     caller: Caller,
     ApiJson(request): ApiJson<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
-    let job = request.into_new_job(&caller)?;
+    let custom = state
+        .job_types
+        .for_names([request.job_type.as_str()])
+        .await?;
+    let job = request.into_new_job(&caller, &custom)?;
     check_queues(&state, &caller, [job.queue.as_str()]).await?;
     let EnqueueOutcome { job, created } = if job.idempotency_key.is_none() {
         let job = state
@@ -113,12 +117,16 @@ pub async fn enqueue_batch(
             state.settings.batch_max_jobs
         )));
     }
+    let custom = state
+        .job_types
+        .for_names(request.jobs.iter().map(|job| job.job_type.as_str()))
+        .await?;
     let jobs = request
         .jobs
         .into_iter()
         .enumerate()
         .map(|(index, job)| {
-            job.into_new_job(&caller)
+            job.into_new_job(&caller, &custom)
                 .map_err(|error| error.prefixed(&format!("jobs[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -69,7 +69,11 @@ pub async fn create_schedule(
     caller: Caller,
     ApiJson(request): ApiJson<ScheduleRequest>,
 ) -> Result<Response, ApiError> {
-    let (owner, schedule) = request.into_new_schedule(&caller)?;
+    let custom = state
+        .job_types
+        .for_names(request.job_type.as_deref())
+        .await?;
+    let (owner, schedule) = request.into_new_schedule(&caller, &custom)?;
     check_queues(&state, &caller, [schedule.spec.queue.as_str()]).await?;
     let next_run_at = first_tick(&schedule)?;
     let row = state
@@ -120,7 +124,11 @@ pub async fn update_schedule(
         .get_schedule(id, scope)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let schedule = request.into_update(&caller, &stored)?;
+    let custom = state
+        .job_types
+        .for_names([request.job_type.as_deref().unwrap_or(&stored.job_type)])
+        .await?;
+    let schedule = request.into_update(&caller, &stored, &custom)?;
     if schedule.spec.queue != stored.queue {
         check_queues(&state, &caller, [schedule.spec.queue.as_str()]).await?;
     }
@@ -168,7 +176,11 @@ pub async fn trigger_schedule(
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     // The same gate as an enqueue: whoever owns the schedule, a user may
     // not start a job type reserved to operators.
-    let job_type = job_type_for(&caller, &schedule.job_type)?;
+    let custom = state
+        .job_types
+        .for_names([schedule.job_type.as_str()])
+        .await?;
+    let job_type = job_type_for(&caller, &schedule.job_type, &custom)?;
     let job = state
         .db
         .trigger_schedule(

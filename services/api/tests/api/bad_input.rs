@@ -96,7 +96,7 @@ async fn a_job_type_without_a_handler_in_this_release_is_refused() {
     let app = spawn_app().await;
     assert_refused(
         &app,
-        json!({"jobType": "data_sync", "payload": {"syncType": "http_pull"}}),
+        json!({"jobType": "agent_run", "payload": {"agentId": "a", "messages": []}}),
         "jobType",
     )
     .await;

@@ -89,7 +89,7 @@ async fn spawn_app_without_database(
         connection_name: "api-test-no-db".to_owned(),
         confirm_timeout: Duration::from_secs(5),
     });
-    let (state, _) = AppState::assemble(settings, db, broker);
+    let (state, _) = AppState::assemble(settings, db, broker).expect("the state assembles");
     serve_router(state).await
 }
 

@@ -1,6 +1,7 @@
 //! The scheduler's sweeps against the real PostgreSQL and RabbitMQ, driven
 //! one tick at a time.
 
+mod alerts;
 mod cron;
 
 use std::time::{Duration, Instant};

@@ -46,6 +46,10 @@ struct CleanupParameters {
     retention_days: f64,
     #[serde(default = "thirty")]
     failed_retention_days: f64,
+    /// For the notification delivery records that keep a reused
+    /// idempotency key from notifying twice.
+    #[serde(default = "ninety")]
+    delivery_retention_days: f64,
     #[serde(default = "thousand")]
     batch_size: i64,
 }
@@ -69,6 +73,9 @@ struct VacuumParameters {
 
 fn seven() -> f64 {
     7.0
+}
+fn ninety() -> f64 {
+    90.0
 }
 fn thirty() -> f64 {
     30.0
@@ -184,9 +191,25 @@ async fn cleanup_completed_jobs(
         };
         ctx.progress(50 * (pass as u8 + 1), Some(&message)).await;
     }
+    let delivery_age =
+        retention_seconds("deliveryRetentionDays", parameters.delivery_retention_days)?;
+    let mut deleted_deliveries = 0u64;
+    loop {
+        between_batches(ctx, batches).await?;
+        let deleted = ctx
+            .db
+            .delete_old_deliveries(delivery_age, limit)
+            .await
+            .map_err(retry)?;
+        batches += 1;
+        deleted_deliveries += deleted;
+        if (deleted as i64) < limit {
+            break;
+        }
+    }
     ctx.log(&format!(
-        "cleanup: deleted {} completed or cancelled jobs, {} failed jobs and {} events in {} batches",
-        deleted_jobs[0], deleted_jobs[1], deleted_events, batches
+        "cleanup: deleted {} completed or cancelled jobs, {} failed jobs, {} events and {} notification deliveries in {} batches",
+        deleted_jobs[0], deleted_jobs[1], deleted_events, deleted_deliveries, batches
     ))
     .await;
     Ok(json!({
@@ -195,6 +218,7 @@ async fn cleanup_completed_jobs(
             "failed": deleted_jobs[1],
         },
         "deletedEvents": deleted_events,
+        "deletedDeliveries": deleted_deliveries,
         "batches": batches,
     }))
 }

@@ -201,26 +201,52 @@ async fn cleanup_deletes_exactly_the_jobs_past_retention_and_nothing_else() {
     for &id in doomed.iter().chain(&kept) {
         plant_events(&stack, id, 2).await;
     }
+    // Notification delivery records: three past `deliveryRetentionDays`, one not.
+    for (recipient, days) in [
+        ("a@x.test", 91),
+        ("b@x.test", 95),
+        ("c@x.test", 200),
+        ("d@x.test", 89),
+    ] {
+        sqlx::query(
+            "INSERT INTO notification_deliveries (dedup_key, channel, recipient, job_id, delivered_at)
+             VALUES ('job:k', 'email', $1, $2, now() - make_interval(days => $3))",
+        )
+        .bind(recipient)
+        .bind(Uuid::now_v7())
+        .bind(days)
+        .execute(stack.env.db.pool())
+        .await
+        .unwrap();
+    }
 
     let job = run_maintenance(
         &stack,
         json!({
             "action": "cleanup_completed_jobs",
-            "parameters": {"retentionDays": 7, "failedRetentionDays": 30, "batchSize": 2}
+            "parameters": {"retentionDays": 7, "failedRetentionDays": 30, "deliveryRetentionDays": 90, "batchSize": 2}
         }),
     )
     .await;
     assert_eq!(job.status, "completed", "error: {:?}", job.error);
     assert_eq!(job.attempts, 1);
-    // Five completed/cancelled in batches of 2 (2, 2, 1), two failed (2, 0).
+    // Five completed/cancelled in batches of 2 (2, 2, 1), two failed (2, 0),
+    // three deliveries (2, 1).
     assert_eq!(
         job.result,
         Some(json!({
             "deletedJobs": {"completedOrCancelled": 5, "failed": 2},
             "deletedEvents": 14,
-            "batches": 5,
+            "deletedDeliveries": 3,
+            "batches": 7,
         }))
     );
+    let deliveries: Vec<String> =
+        sqlx::query_scalar("SELECT recipient FROM notification_deliveries")
+            .fetch_all(stack.env.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(deliveries, ["d@x.test"]);
 
     let mut expected = kept.clone();
     expected.insert(job.id);
@@ -238,7 +264,7 @@ async fn cleanup_deletes_exactly_the_jobs_past_retention_and_nothing_else() {
     let logs = log_lines(&stack, job.id).await;
     assert!(
         logs.iter().any(|line| line
-            == "cleanup: deleted 5 completed or cancelled jobs, 2 failed jobs and 14 events in 5 batches"),
+            == "cleanup: deleted 5 completed or cancelled jobs, 2 failed jobs, 14 events and 3 notification deliveries in 7 batches"),
         "{logs:?}"
     );
     worker.stop().await.unwrap();

@@ -1,6 +1,9 @@
 //! Database-level guarantees that no single service owns, against the real
 //! PostgreSQL: credits never overdraw, settling happens once.
 
+mod data_sync;
+mod rag;
+
 use roundhouse_db::{AgentSpec, NewRun, RunStart};
 use roundhouse_test_support::TestEnv;
 use serde_json::json;

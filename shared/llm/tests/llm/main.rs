@@ -3,6 +3,7 @@
 
 mod anthropic;
 mod dev;
+mod embeddings;
 mod helpers;
 mod openai;
 mod registry;
