@@ -8,7 +8,7 @@ use roundhouse_worker::Application;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().map_err(|error| anyhow::anyhow!("{error}"))?;
-    roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    let _telemetry = roundhouse_telemetry::init_service(&settings, "word-count-worker");
     let shutdown = roundhouse_telemetry::shutdown_signal();
     let handlers = roundhouse_example_custom_handler::handlers();
     let app = Application::build_with_handlers(settings, handlers)

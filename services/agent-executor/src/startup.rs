@@ -297,7 +297,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(method_not_allowed_in_error_shape))
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
-        .layer(TraceLayer::new_for_http());
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(roundhouse_telemetry::http_server_span::<axum::body::Body>),
+        );
     let origins: Vec<HeaderValue> = state
         .settings
         .allowed_origins()

@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    let _telemetry = roundhouse_telemetry::init_service(&settings, "roundhouse-api");
     match std::env::args().nth(1).as_deref() {
         Some("migrate") => {
             roundhouse_api::migrate(&settings).await?;

@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    roundhouse_telemetry::init(settings.log_format, &settings.log_level);
+    let _telemetry = roundhouse_telemetry::init_service(&settings, "roundhouse-scheduler");
     // Before anything else: a SIGTERM during startup must not kill us outright.
     let shutdown = roundhouse_telemetry::shutdown_signal();
     let app = Application::build(settings)

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use roundhouse_core::{JobKind, RetryPolicy};
 use roundhouse_db::{ClaimedJob, Completion, FailOutcome};
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use crate::handler::{Handler, HandlerError, JobContext};
 use crate::handlers::handler_for;
@@ -31,6 +32,19 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
     }
     let token = shared.hard_stop.child_token();
     shared.running.insert(job.id, job.attempts, token.clone());
+    // Each attempt is a span in the trace the job was enqueued in, so its
+    // retries and its handler's outbound calls line up under the request.
+    let span = tracing::info_span!(
+        "job.run",
+        otel.kind = "consumer",
+        job_id = %job.id,
+        queue = %job.queue,
+        job_type = %job.job_type,
+        attempt = job.attempts,
+    );
+    if let Some(parent) = &job.traceparent {
+        roundhouse_telemetry::set_parent(&span, parent);
+    }
 
     let outcome = match JobKind::parse(&job.job_type) {
         Ok(job_type) => match shared.extra_handlers.get(&job_type).cloned().or_else(|| {
@@ -52,7 +66,9 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     shared: shared.clone(),
                 };
                 // Spawned so that a panic fails this attempt, not the worker.
-                let mut task = tokio::spawn(async move { handler.get().run(ctx).await });
+                let mut task = tokio::spawn(
+                    async move { handler.get().run(ctx).await }.instrument(span.clone()),
+                );
                 let timeout = Duration::from_secs(job.timeout_seconds.max(1) as u64);
                 tokio::select! {
                     joined = &mut task => match joined {

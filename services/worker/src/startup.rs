@@ -285,6 +285,7 @@ async fn hand_back(shared: &Shared, unfinished: &[(uuid::Uuid, i32)]) {
                         job_id: row.id,
                         queue: row.queue,
                         priority: row.priority,
+                        traceparent: row.traceparent,
                     })
                     .collect();
             let report = shared.broker.publish_dispatches(&rows).await;

@@ -3,8 +3,10 @@
 
 use futures::future::join_all;
 use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
 use roundhouse_core::{ControlMessage, Dispatch, DispatchMessage};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{Broker, BrokerError, Topology};
@@ -37,16 +39,42 @@ impl Broker {
         let mut pending = Vec::with_capacity(dispatches.len());
         let mut returned_queues = Vec::new();
         for dispatch in dispatches {
+            // A job traced from its enqueue gets a publish span in its trace,
+            // and the message carries that span's context to the consumer.
+            let span = match &dispatch.traceparent {
+                Some(parent) => {
+                    let span = tracing::info_span!(
+                        "amqp.publish",
+                        otel.kind = "producer",
+                        messaging.destination.name = %dispatch.queue,
+                        job_id = %dispatch.job_id,
+                    );
+                    roundhouse_telemetry::set_parent(&span, parent);
+                    span
+                }
+                None => tracing::Span::none(),
+            };
+            let headers = roundhouse_telemetry::traceparent_of(&span).map(|traceparent| {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    "traceparent".into(),
+                    AMQPValue::LongString(traceparent.into()),
+                );
+                headers
+            });
             let sent = async {
                 session.ensure_job_queue(&dispatch.queue).await?;
                 let body = serde_json::to_vec(&DispatchMessage {
                     job_id: dispatch.job_id,
                 })?;
-                let properties = BasicProperties::default()
+                let mut properties = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
                     .with_message_id(dispatch.job_id.to_string().into())
                     .with_priority(Topology::amqp_priority(dispatch.priority));
+                if let Some(headers) = headers {
+                    properties = properties.with_headers(headers);
+                }
                 Ok::<_, BrokerError>(
                     session
                         .publisher
@@ -63,6 +91,7 @@ impl Broker {
                         .await?,
                 )
             }
+            .instrument(span)
             .await;
             match sent {
                 Ok(confirm) => pending.push((dispatch.job_id, dispatch.queue.as_str(), confirm)),

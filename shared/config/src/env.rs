@@ -81,6 +81,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "roundhouse_outbound_allowlist",
     ),
     ("ROUNDHOUSE_URL", "roundhouse_url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "otel_service_name"),
     ("HTTP_HANDLERS", "http_handlers"),
     ("HTTP_HANDLER_SECRET", "http_handler_secret"),
     (

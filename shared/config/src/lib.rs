@@ -160,6 +160,11 @@ pub struct Settings {
     /// Hosts, addresses and CIDRs that user-supplied URLs may reach although
     /// they are not public (the SSRF guard's exceptions).
     pub roundhouse_outbound_allowlist: String,
+    /// The OTLP/HTTP collector traces go to (`http://collector:4318`);
+    /// unset: no traces.
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// The service name on exported spans (default: the binary's name).
+    pub otel_service_name: Option<String>,
     /// The api's public URL, for callers that must reach it (HTTP handlers'
     /// progress callbacks, the CLI).
     pub roundhouse_url: Option<String>,
@@ -344,6 +349,9 @@ impl Settings {
         self.outbound_policy()?;
         if let Some(url) = &self.roundhouse_url {
             scheme("ROUNDHOUSE_URL", url, &["https", "http"])?;
+        }
+        if let Some(url) = &self.otel_exporter_otlp_endpoint {
+            scheme("OTEL_EXPORTER_OTLP_ENDPOINT", url, &["https", "http"])?;
         }
         self.http_handlers()?;
         if self.http_handler_timeout_seconds == 0 {

@@ -23,6 +23,9 @@ pub struct Dispatch {
     pub queue: String,
     /// Its priority; the broker orders by it within a backed-up queue.
     pub priority: i32,
+    /// The job's W3C trace context, sent in the message's AMQP headers so
+    /// the publish joins the job's trace.
+    pub traceparent: Option<String>,
 }
 
 /// Broadcast to every worker over the control exchange.

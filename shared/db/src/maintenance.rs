@@ -13,6 +13,7 @@ struct DispatchRow {
     id: Uuid,
     queue: String,
     priority: i32,
+    traceparent: Option<String>,
 }
 
 impl From<DispatchRow> for Dispatch {
@@ -21,6 +22,7 @@ impl From<DispatchRow> for Dispatch {
             job_id: row.id,
             queue: row.queue,
             priority: row.priority,
+            traceparent: row.traceparent,
         }
     }
 }
@@ -92,7 +94,7 @@ impl Db {
                SET status = 'queued', queued_at = now(), dispatched_at = now(), worker_id = NULL
               FROM due
              WHERE j.id = due.id
-            RETURNING j.id, j.queue, j.priority
+            RETURNING j.id, j.queue, j.priority, j.traceparent
             "#,
         )
         .bind(limit)
@@ -110,6 +112,7 @@ impl Db {
             id: Uuid,
             queue: String,
             priority: i32,
+            traceparent: Option<String>,
             status: String,
         }
         let rows: Vec<ReapedRow> = sqlx::query_as(
@@ -134,7 +137,7 @@ impl Db {
                        completed_at = CASE WHEN expired.next = 'failed' THEN now() END
                   FROM expired
                  WHERE j.id = expired.id
-                RETURNING j.id, j.queue, j.priority, j.status, j.attempts, j.error, j.worker_id
+                RETURNING j.id, j.queue, j.priority, j.traceparent, j.status, j.attempts, j.error, j.worker_id
             ), event AS (
                 -- The alerter's lost-worker detector reads these events
                 -- (index `job_events_lease_lost`): keep `reason` as it is.
@@ -144,7 +147,7 @@ impl Db {
                                           'workerId', worker_id)
                   FROM reaped
             )
-            SELECT id, queue, priority, status FROM reaped
+            SELECT id, queue, priority, traceparent, status FROM reaped
             "#,
         )
         .bind(limit)
@@ -157,6 +160,7 @@ impl Db {
                     job_id: row.id,
                     queue: row.queue,
                     priority: row.priority,
+                    traceparent: row.traceparent,
                 });
             } else {
                 reaped.failed.push(row.id);
@@ -191,7 +195,7 @@ impl Db {
             UPDATE jobs j SET dispatched_at = now()
               FROM stale
              WHERE j.id = stale.id
-            RETURNING j.id, j.queue, j.priority
+            RETURNING j.id, j.queue, j.priority, j.traceparent
             "#,
         )
         .bind(grace_seconds)

@@ -363,6 +363,7 @@ impl Db {
                     job_id: row.id,
                     queue: row.queue.clone(),
                     priority: row.priority,
+                    traceparent: row.traceparent.clone(),
                 }),
             });
         }

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::{Completion, LlmError, StreamEvent};
 
@@ -88,12 +89,21 @@ impl Endpoint {
 
     /// Sends the request; a non-2xx answer becomes the matching error.
     async fn send<B: Serialize>(&self, body: &B) -> Result<reqwest::Response, LlmError> {
-        let response = self
+        // A client span in the job's trace; the provider (or a gateway in
+        // front of it) can continue it from the `traceparent` header.
+        let span =
+            tracing::info_span!("llm.request", otel.kind = "client", llm.provider = %self.name);
+        let mut request = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
-            .json(body)
+            .json(body);
+        if let Some(traceparent) = roundhouse_telemetry::traceparent_of(&span) {
+            request = request.header("traceparent", traceparent);
+        }
+        let response = request
             .send()
+            .instrument(span)
             .await
             .map_err(|e| LlmError::from_reqwest(&self.name, &e))?;
         let status = response.status();

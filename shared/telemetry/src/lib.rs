@@ -19,14 +19,62 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Process-wide setup that must happen once, first thing in `main`: the
-/// rustls crypto provider (one provider, aws-lc, for sqlx, lapin and
-/// reqwest alike) and the log subscriber.
+mod traces;
+
+pub use traces::{Telemetry, current_traceparent, http_server_span, set_parent, traceparent_of};
+
+/// Process-wide setup for a service, first thing in `main`: the rustls
+/// crypto provider (one provider, aws-lc, for sqlx, lapin and reqwest
+/// alike), the log subscriber, and OpenTelemetry traces over OTLP when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (service name `OTEL_SERVICE_NAME`,
+/// else `service`). Keep the returned guard alive until the end of `main`.
+pub fn init_service(settings: &roundhouse_config::Settings, service: &str) -> Telemetry {
+    let service = settings.otel_service_name.as_deref().unwrap_or(service);
+    let provider = settings
+        .otel_exporter_otlp_endpoint
+        .as_deref()
+        .and_then(|endpoint| match traces::otlp_provider(endpoint, service) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                // Tracing is an aid: a broken exporter must not stop the service.
+                eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT: traces are off: {error}");
+                None
+            }
+        });
+    install(settings.log_format, &settings.log_level, provider)
+}
+
+/// Logs only: tests and tools.
 pub fn init(log_format: LogFormat, log_level: &str) {
+    drop(install(log_format, log_level, None));
+}
+
+/// Logs plus traces sent to `exporter` as each span ends (tests use
+/// opentelemetry_sdk's in-memory exporter).
+pub fn init_with_exporter(
+    log_format: LogFormat,
+    log_level: &str,
+    service: &str,
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+) -> Telemetry {
+    install(
+        log_format,
+        log_level,
+        Some(traces::provider(exporter, service, false)),
+    )
+}
+
+fn install(
+    log_format: LogFormat,
+    log_level: &str,
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Telemetry {
     // Ignored if already installed (tests call this repeatedly).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(provider.as_ref().map(traces::layer));
     let result = match log_format {
         LogFormat::Json => registry
             .with(
@@ -39,7 +87,9 @@ pub fn init(log_format: LogFormat, log_level: &str) {
             .try_init(),
         LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
+    // Already installed (tests): keep the first subscriber.
     drop(result);
+    Telemetry::new(provider)
 }
 
 /// Bucket bounds (seconds) for every `*_seconds` histogram: from the

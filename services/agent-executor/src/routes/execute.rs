@@ -140,6 +140,7 @@ async fn queue(
             job_id,
             queue: JobType::AgentRun.default_queue().to_string(),
             priority: 0,
+            traceparent: None,
         }])
         .await;
     if let Err(error) = state.db.mark_dispatched(&report.confirmed).await {

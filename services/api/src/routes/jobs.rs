@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use roundhouse_core::{ControlMessage, Dispatch, JobStatus};
-use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, RetryOutcome};
+use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, NewJob, RetryOutcome};
 use uuid::Uuid;
 
 use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
@@ -23,6 +23,7 @@ pub(crate) async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
                 job_id: job.id,
                 queue: job.queue.clone(),
                 priority: job.priority,
+                traceparent: job.traceparent.clone(),
             })
             .await;
     }
@@ -60,7 +61,8 @@ pub async fn enqueue(
         .job_types
         .for_names([request.job_type.as_str()])
         .await?;
-    let job = request.into_new_job(&caller, &custom)?;
+    let mut job = request.into_new_job(&caller, &custom)?;
+    job.traceparent = roundhouse_telemetry::current_traceparent();
     check_queues(&state, &caller, [job.queue.as_str()]).await?;
     let EnqueueOutcome { job, created } = if job.idempotency_key.is_none() {
         let job = state
@@ -121,12 +123,17 @@ pub async fn enqueue_batch(
         .job_types
         .for_names(request.jobs.iter().map(|job| job.job_type.as_str()))
         .await?;
+    let traceparent = roundhouse_telemetry::current_traceparent();
     let jobs = request
         .jobs
         .into_iter()
         .enumerate()
         .map(|(index, job)| {
             job.into_new_job(&caller, &custom)
+                .map(|job| NewJob {
+                    traceparent: traceparent.clone(),
+                    ..job
+                })
                 .map_err(|error| error.prefixed(&format!("jobs[{index}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;

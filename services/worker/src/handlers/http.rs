@@ -93,6 +93,10 @@ impl JobHandler for HttpHandler {
         for (name, value) in self.signer.headers(&id, timestamp, &body) {
             request = request.header(name, value);
         }
+        // The endpoint can continue the job's trace.
+        if let Some(traceparent) = roundhouse_telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         let response = tokio::select! {
             response = request.body(body).send() => response,
             _ = ctx.cancel.cancelled() => {

@@ -15,3 +15,4 @@ mod maintenance;
 mod notifications;
 mod priority;
 mod rag;
+mod traces;

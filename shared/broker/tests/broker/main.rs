@@ -38,6 +38,7 @@ fn dispatch(queue: &str) -> Dispatch {
         job_id: Uuid::now_v7(),
         queue: queue.to_owned(),
         priority: 0,
+        traceparent: None,
     }
 }
 
