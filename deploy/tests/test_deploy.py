@@ -67,9 +67,9 @@ DEFAULT_WORKER_DRAIN = 25  # shared/config/src/env.rs
 # Peak RSS measured by `make bench` (README "Performance"), MiB.
 MEASURED_PEAK_MIB = {"api": 36, "worker": 29, "scheduler": 23, "agent-executor": 60}
 
-# Gauges another change is adding (queue depth per state, age of the oldest
-# waiting job); the dashboard already has panels for them.
-PENDING_METRICS = {"roundhouse_queue_depth", "roundhouse_queue_oldest_waiting_seconds"}
+# Metrics a change in progress will add, which the dashboard may already chart
+# (none now: the queue gauges are the scheduler's, shared/db's queue_depths).
+PENDING_METRICS: set[str] = set()
 PROMETHEUS_BUILTIN = {"up"}
 
 
@@ -189,8 +189,12 @@ def pod_rules(deployment: dict) -> list[str]:
             errors.append(f"{name}: {probe_name} must be an httpGet probe")
             continue
         get = probe["httpGet"]
-        if get.get("path") != "/health":
-            errors.append(f"{name}: {probe_name} path {get.get('path')!r} is not /health")
+        # Liveness must not restart a pod because PostgreSQL or RabbitMQ is
+        # down: /health/live answers while the process does; /health reports
+        # the dependencies (startup and readiness).
+        wanted = "/health/live" if probe_name == "livenessProbe" else "/health"
+        if get.get("path") != wanted:
+            errors.append(f"{name}: {probe_name} path {get.get('path')!r} is not {wanted}")
         probe_port = get.get("port")
         resolved = named.get(probe_port) if isinstance(probe_port, str) else probe_port
         if resolved != port:
@@ -627,7 +631,9 @@ def test_grafana_dashboard_uses_existing_metrics():
                      "roundhouse_publish_confirmed_total", "roundhouse_publish_failed_total",
                      "roundhouse_leases_reaped_total", "roundhouse_redispatched_total",
                      "roundhouse_schedule_tick_lateness_seconds", "roundhouse_http_request_duration_seconds",
-                     "roundhouse_agent_runs_total", "roundhouse_broker_disconnects_total"):
+                     "roundhouse_agent_runs_total", "roundhouse_broker_disconnects_total",
+                     "roundhouse_job_retries_total", "roundhouse_llm_tokens_total",
+                     "roundhouse_credits_used_total"):
         assert required in used, f"dashboard has no panel for {required}"
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"

@@ -142,6 +142,7 @@ impl Runner {
             let started = Instant::now();
             let run_id = run.id;
             let model = run.request.model.clone();
+            let provider = run.provider.name().to_owned();
             // A panic fails this run (and refunds it) and nothing else.
             let result = AssertUnwindSafe(runner.execute(&run, &publisher))
                 .catch_unwind()
@@ -150,7 +151,7 @@ impl Runner {
                     tracing::error!(%run_id, "agent run panicked");
                     Err((RunFailure::Internal, String::new()))
                 });
-            let outcome = runner.settle(run_id, &model, result).await;
+            let outcome = runner.settle(run_id, &provider, &model, result).await;
             let label = match &outcome {
                 RunOutcome::Completed {
                     usage,
@@ -229,6 +230,7 @@ impl Runner {
     async fn settle(
         &self,
         run_id: Uuid,
+        provider: &str,
         model: &str,
         result: Result<Completion, (RunFailure, String)>,
     ) -> RunOutcome {
@@ -249,10 +251,15 @@ impl Runner {
                 .await
             {
                 Ok(Some(row)) => {
+                    let credits_used = row.credits_used.unwrap_or(credits_used);
+                    // By provider only: agents and users are unbounded, and
+                    // the agent's model is whatever its author typed.
+                    metrics::counter!("roundhouse_credits_used_total", "provider" => provider.to_owned())
+                        .increment(u64::try_from(credits_used).unwrap_or(0));
                     return RunOutcome::Completed {
                         output: completion.output,
                         usage,
-                        credits_used: row.credits_used.unwrap_or(credits_used),
+                        credits_used,
                     };
                 }
                 Ok(None) => {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
-use roundhouse_config::Settings;
+use roundhouse_config::{Service, Settings};
 use roundhouse_core::JobType;
 use roundhouse_db::{Db, PoolSettings};
 use roundhouse_http::{ApiError, Gatekeeper, RateLimits};
@@ -136,7 +136,9 @@ impl Application {
         let db = Db::connect_lazy(
             &settings.database_url,
             &PoolSettings {
-                max_connections: settings.database_max_connections,
+                max_connections: settings.database_pool_size(Service::AgentExecutor),
+                statement_timeout: Some(settings.database_statement_timeout()),
+                application_name: Some(Service::AgentExecutor.application_name().to_owned()),
                 ..PoolSettings::default()
             },
         )
@@ -150,6 +152,8 @@ impl Application {
         let mut worker_settings = settings.clone();
         worker_settings.worker_queues = JobType::AgentRun.default_queue().to_string();
         let state = AppState::assemble(settings, db, broker)?;
+        // The embedded worker shares this pool: one per process keeps the
+        // connection budget what DATABASE_MAX_CONNECTIONS says.
         let worker = roundhouse_worker::Application::build_embedded(
             worker_settings,
             ExtraHandlers::from([(
@@ -158,6 +162,7 @@ impl Application {
                     state: state.clone(),
                 })),
             )]),
+            state.db.clone(),
         )
         .await
         .context("the embedded worker for async runs")?;
@@ -297,6 +302,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(method_not_allowed_in_error_shape))
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
+        .layer(middleware::from_fn(roundhouse_http::record_http_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(roundhouse_telemetry::http_server_span::<axum::body::Body>),

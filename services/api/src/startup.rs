@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
-use roundhouse_config::Settings;
+use roundhouse_config::{Service, Settings};
 use roundhouse_db::{Db, PoolSettings};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -111,7 +111,9 @@ impl Application {
         let db = Db::connect_lazy(
             &settings.database_url,
             &PoolSettings {
-                max_connections: settings.database_max_connections,
+                max_connections: settings.database_pool_size(Service::Api),
+                statement_timeout: Some(settings.database_statement_timeout()),
+                application_name: Some(Service::Api.application_name().to_owned()),
                 ..PoolSettings::default()
             },
         )
@@ -178,6 +180,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         settings.migration_url(),
         &PoolSettings {
             max_connections: 1,
+            application_name: Some("roundhouse-migrate".to_owned()),
             ..PoolSettings::default()
         },
     )
@@ -229,12 +232,13 @@ pub fn router(state: AppState) -> Router {
             post(schedules::trigger_schedule),
         )
         .route("/health", get(health::health))
+        .route("/health/live", get(roundhouse_telemetry::live))
         .route("/health/detailed", get(health::detailed))
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(method_not_allowed_in_error_shape))
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
-        .layer(middleware::from_fn(record_http_metrics))
+        .layer(middleware::from_fn(roundhouse_http::record_http_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(roundhouse_telemetry::http_server_span::<axum::body::Body>),
@@ -273,22 +277,4 @@ async fn method_not_allowed_in_error_shape(response: Response) -> Response {
         shaped.headers_mut().insert(header::ALLOW, allow);
     }
     shaped
-}
-
-async fn record_http_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("path", path),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::histogram!("roundhouse_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
 }

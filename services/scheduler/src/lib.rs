@@ -16,10 +16,12 @@
 //! again, and the next tick retries them.
 //!
 //! Beside the sweeps, when `ALERT_WEBHOOK_URL` is set, the [`alerts`] loop
-//! reports failed, stuck and lost work to Slack or Discord.
+//! reports failed, stuck and lost work to Slack or Discord, and a timer sets
+//! the queue depth gauges of `/metrics` (`gauges.rs`).
 
 pub mod alerts;
 mod cron;
+mod gauges;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,12 +29,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use roundhouse_broker::{Broker, BrokerSettings};
-use roundhouse_config::Settings;
+use roundhouse_config::{Service, Settings};
 use roundhouse_core::Dispatch;
 use roundhouse_db::{Db, PoolSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{AlertSettings, Alerter};
+use crate::gauges::QueueGauges;
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -324,7 +327,9 @@ impl Application {
         let db = Db::connect_lazy(
             &settings.database_url,
             &PoolSettings {
-                max_connections: settings.database_max_connections.min(4),
+                max_connections: settings.database_pool_size(Service::Scheduler),
+                statement_timeout: Some(settings.database_statement_timeout()),
+                application_name: Some(Service::Scheduler.application_name().to_owned()),
                 ..PoolSettings::default()
             },
         )
@@ -368,6 +373,8 @@ impl Application {
             let stop = stop.clone();
             tokio::spawn(async move { alerter.run(stop).await })
         });
+        let gauges =
+            tokio::spawn(QueueGauges::default().run(self.scheduler.db.clone(), stop.clone()));
         let db = self.scheduler.db.clone();
         let broker = self.scheduler.broker.clone();
         let ops = roundhouse_telemetry::ops_router(
@@ -395,6 +402,7 @@ impl Application {
         shutdown.await;
         stop.cancel();
         let _ = sweeps.await;
+        let _ = gauges.await;
         if let Some(alerts) = alerts {
             let _ = alerts.await;
         }

@@ -224,6 +224,12 @@ async fn record_failure(
         FailOutcome::Superseded => "superseded",
     };
     metrics::counter!("roundhouse_jobs_total", &labels_with(labels, label)).increment(1);
+    if outcome == FailOutcome::RetryScheduled {
+        // The same attempts as `roundhouse_jobs_total{outcome="retry"}`, under
+        // the name operators look for; requeues of lost leases are the
+        // scheduler's `roundhouse_leases_reaped_total`.
+        metrics::counter!("roundhouse_job_retries_total", labels).increment(1);
+    }
     tracing::warn!(
         target: "roundhouse_worker::job",
         job_id = %job.id, queue = %job.queue, job_type = %job.job_type, attempt = job.attempts,

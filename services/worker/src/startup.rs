@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use roundhouse_broker::{Broker, BrokerSettings};
-use roundhouse_config::Settings;
+use roundhouse_config::{Service, Settings};
 use roundhouse_core::Dispatch;
 use roundhouse_db::{Completion, Db, HandlerKind, PoolSettings};
 use tokio::sync::mpsc;
@@ -39,19 +39,28 @@ pub(crate) struct Shared {
     pub(crate) custom_types: Vec<(String, String, HandlerKind)>,
 }
 
+/// Where a worker runs: in its own process, or inside a host service
+/// whose pool it shares.
+enum Host {
+    Own,
+    Embedded(Db),
+}
+
 /// A built worker, ready to run.
 pub struct Application {
     shared: Arc<Shared>,
     completer: completer::Completer,
     listener: Option<tokio::net::TcpListener>,
     port: u16,
+    /// False when the pool is the host's (embedded worker): the host closes it.
+    owns_db: bool,
 }
 
 impl Application {
     /// Connects (lazily) to PostgreSQL and RabbitMQ and binds the health port
     /// (`PORT`, default 8082; 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with(settings, crate::ExtraHandlers::new(), true).await
+        Self::build_with(settings, crate::ExtraHandlers::new(), Host::Own).await
     }
 
     /// A worker that also runs `extra` handlers: custom job types compiled
@@ -61,23 +70,25 @@ impl Application {
         settings: Settings,
         extra: crate::ExtraHandlers,
     ) -> anyhow::Result<Self> {
-        Self::build_with(settings, extra, true).await
+        Self::build_with(settings, extra, Host::Own).await
     }
 
     /// A worker inside another service (the agent executor runs its
-    /// `agents` queue this way): `extra` handlers join the registry, and
-    /// no health port is bound (the host serves its own).
+    /// `agents` queue this way): `extra` handlers join the registry, the
+    /// host's pool `db` is used (and left open at the end), and no health
+    /// port is bound (the host serves its own).
     pub async fn build_embedded(
         settings: Settings,
         extra: crate::ExtraHandlers,
+        db: Db,
     ) -> anyhow::Result<Self> {
-        Self::build_with(settings, extra, false).await
+        Self::build_with(settings, extra, Host::Embedded(db)).await
     }
 
     async fn build_with(
         settings: Settings,
         mut extra_handlers: crate::ExtraHandlers,
-        serve_health: bool,
+        host: Host,
     ) -> anyhow::Result<Self> {
         let mut custom_types: Vec<(String, String, HandlerKind)> = extra_handlers
             .keys()
@@ -95,14 +106,25 @@ impl Application {
             custom_types.push((kind.to_string(), queue, HandlerKind::Http));
             extra_handlers.insert(kind, Handler::Extra(Arc::new(handler)));
         }
-        let db = Db::connect_lazy(
-            &settings.database_url,
-            &PoolSettings {
-                max_connections: settings.database_max_connections,
-                ..PoolSettings::default()
-            },
-        )
-        .context("DATABASE_URL")?;
+        // A worker of its own serves /health and owns its pool; an embedded
+        // one leaves both to its host.
+        let (db, owns_db) = match host {
+            Host::Own => (
+                Db::connect_lazy(
+                    &settings.database_url,
+                    &PoolSettings {
+                        max_connections: settings.database_pool_size(Service::Worker),
+                        statement_timeout: Some(settings.database_statement_timeout()),
+                        application_name: Some(Service::Worker.application_name().to_owned()),
+                        ..PoolSettings::default()
+                    },
+                )
+                .context("DATABASE_URL")?,
+                true,
+            ),
+            Host::Embedded(db) => (db, false),
+        };
+        let serve_health = owns_db;
         let worker_id = format!(
             "worker-{}-{}",
             std::process::id(),
@@ -151,12 +173,18 @@ impl Application {
             completer,
             listener,
             port,
+            owns_db,
         })
     }
 
     /// The health server's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The worker's database handle (its own pool, or its host's).
+    pub fn db(&self) -> &Db {
+        &self.shared.db
     }
 
     /// This worker's id, as written to `jobs.worker_id`.
@@ -172,6 +200,7 @@ impl Application {
             shared,
             completer,
             listener,
+            owns_db,
             ..
         } = self;
         let stop_intake = CancellationToken::new();
@@ -239,7 +268,9 @@ impl Application {
         completer.finish(Duration::from_secs(10)).await;
         let _ = ops_server.await;
         shared.broker.close().await;
-        shared.db.close().await;
+        if owns_db {
+            shared.db.close().await;
+        }
         tracing::info!("worker stopped");
         Ok(())
     }

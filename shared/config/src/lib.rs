@@ -7,6 +7,7 @@
 //! validated [`Settings`] and never call `std::env::var` themselves.
 
 mod alerts;
+mod database;
 mod env;
 mod notifications;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use roundhouse_core::QueueName;
 use serde::Deserialize;
 
+pub use database::Service;
 pub use env::ENV_VARS;
 pub use notifications::{SmtpTls, decode_vapid_private_key};
 
@@ -64,7 +66,12 @@ pub struct Settings {
     /// Used for migrations when set (a direct or session-pooled URL: the
     /// transaction pooler cannot hold the migration advisory lock).
     pub database_migration_url: Option<String>,
-    pub database_max_connections: u32,
+    /// The most PostgreSQL connections this process opens; unset: the
+    /// service's own default, see [`Settings::database_pool_size`].
+    pub database_max_connections: Option<u32>,
+    /// `statement_timeout` of every pooled connection, in milliseconds
+    /// (0: none). Migrations, `VACUUM` and `data_sync` set their own.
+    pub database_statement_timeout_ms: u64,
     pub rabbitmq_url: String,
     /// Prefix of every exchange and queue name.
     pub rabbitmq_prefix: String,
@@ -284,6 +291,7 @@ impl Settings {
         if let Some(url) = &self.database_migration_url {
             scheme("DATABASE_MIGRATION_URL", url, &["postgres", "postgresql"])?;
         }
+        self.validate_database()?;
         scheme("RABBITMQ_URL", &self.rabbitmq_url, &["amqp", "amqps"])?;
         if let Some(url) = &self.supabase_url {
             scheme("SUPABASE_URL", url, &["https", "http"])?;

@@ -140,11 +140,16 @@ impl Db {
         .await?;
         let mut tx = self.pool.begin().await?;
         // A pass waits for the budget row while another replica sends; never
-        // for longer than a delivery can take.
+        // for longer than a delivery can take (and the statement timeout
+        // leaves that to the lock timeout). It stays open, idle, while its
+        // own messages go out: each is bounded by the alerter's timeouts, so
+        // the idle limit only catches a pass that never ends.
         sqlx::query(
             r#"
             SELECT set_config('application_name', $1, true),
-                   set_config('lock_timeout', '60s', true)
+                   set_config('lock_timeout', '60s', true),
+                   set_config('statement_timeout', '90s', true),
+                   set_config('idle_in_transaction_session_timeout', '15min', true)
             "#,
         )
         .bind(APPLICATION_NAME)

@@ -45,7 +45,7 @@ pub use job_types::{HandlerKind, RegisteredJobType};
 pub use jobs::{CancelOutcome, EnqueueOutcome, JobFilter, NewJob, RetryOutcome};
 pub use lifecycle::{ClaimedJob, Completion, FailOutcome};
 pub use maintenance::Reaped;
-pub use queues::QueueStats;
+pub use queues::{QueueDepth, QueueStats};
 pub use rag::{
     NewRagChunk, NewRagDocument, RagAnalysisRow, RagChunkRow, RagDocumentRow, RagDocumentStart,
     RagHit, RagQuery,
@@ -110,21 +110,70 @@ impl DbError {
 /// The migrations under `/migrations`, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// Pool sizing and timeouts.
+/// Pool sizing, connection recycling and per-connection timeouts.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    /// Upper bound on open connections. Keep it small on Supabase plans.
+    /// Upper bound on open connections. Keep it small on Supabase plans:
+    /// through the session pooler each one is a database connection.
     pub max_connections: u32,
-    /// How long a query waits for a free connection before failing.
+    /// Connections kept open while idle. At 0 (the default) an idle service
+    /// gives its connections back to the pooler's (or database's) budget.
+    pub min_connections: u32,
+    /// How long a query waits for a free connection (including connecting)
+    /// before failing.
     pub acquire_timeout: Duration,
+    /// An unused connection is closed after this long.
+    pub idle_timeout: Option<Duration>,
+    /// Every connection is replaced after this long, so that a pooler or
+    /// failover that moved the database is followed and no backend grows
+    /// for ever.
+    pub max_lifetime: Option<Duration>,
+    /// `statement_timeout` of every connection (`Some(ZERO)`: none; `None`:
+    /// the server's or role's default). Migrations and `VACUUM` run without
+    /// one; `data_sync` sets its own per transaction.
+    pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout`: the server ends a session that
+    /// sits in an open transaction this long, so a leaked transaction cannot
+    /// hold its locks (and a pooler slot) for ever.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// `application_name` of the connections, shown in `pg_stat_activity`.
+    pub application_name: Option<String>,
 }
 
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
             max_connections: 10,
+            min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(5 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            application_name: None,
         }
+    }
+}
+
+impl PoolSettings {
+    /// The `SET` statements a new connection runs: one round trip, in the
+    /// session (not startup `options`, which PgBouncer refuses or drops and
+    /// Supavisor does not pass on; a session pooler keeps a `SET`).
+    fn session_setup(&self) -> Option<String> {
+        let set = |name: &str, value: Option<Duration>| {
+            value.map(|v| format!("SET {name} = {};", v.as_millis()))
+        };
+        let statements: Vec<String> = [
+            set("statement_timeout", self.statement_timeout),
+            set(
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!statements.is_empty()).then(|| statements.join(" "))
     }
 }
 
@@ -138,14 +187,31 @@ impl Db {
     /// Creates a lazily connecting pool: services start (and report unhealthy)
     /// while PostgreSQL is down, and connect once it is back.
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
-        let options: PgConnectOptions = url
+        let mut options: PgConnectOptions = url
             .parse::<PgConnectOptions>()?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        if let Some(name) = &settings.application_name {
+            options = options.application_name(name);
+        }
+        let setup = settings.session_setup();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
-            .min_connections(0)
+            .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .idle_timeout(settings.idle_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .after_connect(move |conn, _| {
+                let setup = setup.clone();
+                Box::pin(async move {
+                    if let Some(setup) = setup {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self { pool })
     }
@@ -163,9 +229,41 @@ impl Db {
     /// Applies pending migrations. Takes PostgreSQL's migration advisory lock,
     /// so concurrent starts serialise; run it on a direct or session-pooled
     /// connection (`DATABASE_MIGRATION_URL`).
+    ///
+    /// Runs without a statement timeout: building an index on a large table
+    /// may take minutes. `lock_timeout` stays the server's (normally none):
+    /// it would also cut short the advisory-lock wait of a second replica
+    /// starting while the first migrates; what a migration waits for is
+    /// bounded by the services' own statement and idle-in-transaction
+    /// timeouts.
     pub async fn migrate(&self) -> Result<(), DbError> {
-        MIGRATOR.run(&self.pool).await?;
+        let mut conn = self.unbounded_connection().await?;
+        MIGRATOR.run(&mut *conn).await?;
         Ok(())
+    }
+
+    /// A connection without a statement timeout, for the few statements
+    /// that may rightly run long (migrations, `VACUUM`). It is closed rather
+    /// than returned to the pool, so the setting never reaches other queries.
+    pub(crate) async fn unbounded_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.close_on_drop();
+        sqlx::raw_sql("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+        Ok(conn)
+    }
+
+    /// The value of run-time setting `name` on a connection of the pool, as
+    /// `SHOW` prints it (`30s`): what a service's connections really run
+    /// with (diagnostics, tests).
+    pub async fn current_setting(&self, name: &str) -> Result<String, DbError> {
+        Ok(sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// A cheap round trip for health checks.

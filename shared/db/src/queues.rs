@@ -22,6 +22,61 @@ pub struct QueueStats {
     pub oldest_waiting_ms: Option<f64>,
 }
 
+/// How many jobs of one queue are waiting, scheduled and running, and how
+/// long its oldest waiting job has waited: the queue gauges of `/metrics`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QueueDepth {
+    pub queue: String,
+    /// Status `queued`.
+    pub waiting: i64,
+    /// Status `scheduled` (delayed, or backing off before a retry).
+    pub scheduled: i64,
+    /// Status `processing`.
+    pub running: i64,
+    /// Seconds since the oldest waiting job was queued; 0 when none waits.
+    pub oldest_waiting_seconds: f64,
+}
+
+impl Db {
+    /// [`QueueDepth`] of every configured queue and every queue holding
+    /// unfinished jobs. One aggregate per status, so that each reads only its
+    /// partial index (`jobs_queued_dispatch`, `jobs_scheduled_due`,
+    /// `jobs_processing_lease`) and the cost follows the unfinished jobs, not
+    /// the table's history (one `status IN (…)` aggregate scans the table).
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, DbError> {
+        Ok(sqlx::query_as(
+            r#"
+            WITH waiting AS (
+                SELECT queue, count(*) AS n, min(queued_at) AS oldest
+                  FROM jobs WHERE status = 'queued' GROUP BY queue
+            ), scheduled AS (
+                SELECT queue, count(*) AS n FROM jobs WHERE status = 'scheduled' GROUP BY queue
+            ), running AS (
+                SELECT queue, count(*) AS n FROM jobs WHERE status = 'processing' GROUP BY queue
+            ), names AS (
+                SELECT name FROM queues
+                UNION SELECT queue FROM waiting
+                UNION SELECT queue FROM scheduled
+                UNION SELECT queue FROM running
+            )
+            SELECT n.name AS queue,
+                   coalesce(w.n, 0)::bigint AS waiting,
+                   coalesce(s.n, 0)::bigint AS scheduled,
+                   coalesce(r.n, 0)::bigint AS running,
+                   greatest(coalesce(extract(epoch FROM now() - w.oldest), 0), 0)::float8
+                       AS oldest_waiting_seconds
+              FROM names n
+              LEFT JOIN waiting w ON w.queue = n.name
+              LEFT JOIN scheduled s ON s.queue = n.name
+              LEFT JOIN running r ON r.queue = n.name
+             ORDER BY n.name
+            "#,
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
 impl Db {
     /// Statistics for every known queue (configured or holding jobs).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, DbError> {
@@ -164,10 +219,12 @@ impl Db {
 
 impl Db {
     /// `VACUUM ANALYZE` of the job tables (benchmarks on machines without
-    /// autovacuum; production relies on autovacuum).
+    /// autovacuum; production relies on autovacuum). Without a statement
+    /// timeout: on large tables it takes minutes, and blocks nobody.
     pub async fn vacuum_job_tables(&self) -> Result<(), DbError> {
+        let mut conn = self.unbounded_connection().await?;
         sqlx::query("VACUUM ANALYZE jobs, job_events")
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }

@@ -1,15 +1,18 @@
 //! The HTTP edge the api and the agent-executor share: SPEC §4's error shape
 //! (`ApiError`), the authenticated-caller extractors (which apply the rate
-//! limits), and JSON/query extractors whose rejections use that shape.
+//! limits), JSON/query extractors whose rejections use that shape, and the
+//! request-duration metrics middleware.
 
 mod error;
 mod extract;
 mod listener;
+mod metrics;
 mod page;
 mod rate_limit;
 
 pub use error::ApiError;
 pub use extract::{AdminCaller, ApiJson, ApiQuery, Caller, Gatekeeper, client_ip};
 pub use listener::no_delay;
+pub use metrics::record_http_metrics;
 pub use page::{cut_page, page_request};
 pub use rate_limit::RateLimits;

@@ -52,6 +52,7 @@ mod embeddings;
 mod error;
 mod http;
 mod job;
+mod metered;
 mod openai;
 mod provider;
 mod rag_job;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::anthropic::Anthropic;
 use crate::config::check_base_url;
+use crate::metered::Metered;
 use crate::openai::OpenAiCompatible;
 use crate::retry::Retrying;
 use crate::{DevProvider, LlmConfig, LlmError, Provider};
@@ -14,7 +15,8 @@ use crate::{DevProvider, LlmConfig, LlmError, Provider};
 ///
 /// Always `dev`; `openai`, `anthropic` and `lovable` when their key is set;
 /// and every `LLM_PROVIDERS` entry. Network providers retry and time out as
-/// configured. Cheap to clone.
+/// configured. Every provider counts the tokens of what it finishes in
+/// `roundhouse_llm_tokens_total{provider,model,kind}`. Cheap to clone.
 #[derive(Clone)]
 pub struct Providers {
     providers: BTreeMap<String, Arc<dyn Provider>>,
@@ -101,6 +103,11 @@ impl Providers {
             )?;
             providers.insert(extra.name.clone(), retrying(Arc::new(provider)));
         }
+        // Outermost, so a completion counts once however many tries it took.
+        let providers = providers
+            .into_iter()
+            .map(|(name, provider)| (name, Arc::new(Metered::new(provider)) as Arc<dyn Provider>))
+            .collect();
         Ok(Providers { providers })
     }
 

@@ -25,9 +25,10 @@ pub use traces::{Telemetry, current_traceparent, http_server_span, set_parent, t
 
 /// Process-wide setup for a service, first thing in `main`: the rustls
 /// crypto provider (one provider, aws-lc, for sqlx, lapin and reqwest
-/// alike), the log subscriber, and OpenTelemetry traces over OTLP when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (service name `OTEL_SERVICE_NAME`,
-/// else `service`). Keep the returned guard alive until the end of `main`.
+/// alike), the Prometheus recorder, the log subscriber, and OpenTelemetry
+/// traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (service name
+/// `OTEL_SERVICE_NAME`, else `service`). Keep the returned guard alive until
+/// the end of `main`.
 pub fn init_service(settings: &roundhouse_config::Settings, service: &str) -> Telemetry {
     let service = settings.otel_service_name.as_deref().unwrap_or(service);
     let provider = settings
@@ -71,6 +72,10 @@ fn install(
 ) -> Telemetry {
     // Ignored if already installed (tests call this repeatedly).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The metrics recorder too, before anything records: a counter bumped
+    // while no recorder is installed (the first broker connect, during
+    // `Application::build`) is lost.
+    let _ = metrics_handle();
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry()
         .with(filter)
@@ -202,6 +207,7 @@ async fn metrics(State(state): State<OpsState>) -> String {
 pub fn ops_router(service: &'static str, check: HealthCheck) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
+        .route("/health/live", get(live))
         .route("/metrics", get(metrics))
         .with_state(OpsState {
             service,
@@ -209,6 +215,13 @@ pub fn ops_router(service: &'static str, check: HealthCheck) -> axum::Router {
             check,
             metrics: metrics_handle(),
         })
+}
+
+/// `GET /health/live`: 200 while the process answers HTTP at all. For
+/// liveness probes, which must not restart a service because PostgreSQL or
+/// RabbitMQ is down (`/health` reports those, for readiness).
+pub async fn live() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Binds `[::]:port` (dual-stack: Railway's private network may be IPv6-only),

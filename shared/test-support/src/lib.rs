@@ -5,6 +5,8 @@
 //!
 //! Set `TEST_LOG=1` to see the services' logs.
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::sync::Once;
 

@@ -6,6 +6,7 @@ mod agents;
 mod async_runs;
 mod auth;
 mod helpers;
+mod metrics;
 mod runs;
 mod startup;
 mod streams;

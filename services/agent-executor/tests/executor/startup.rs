@@ -33,3 +33,23 @@ async fn health_metrics_and_error_shapes_are_served() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.code(), "not_found");
 }
+
+#[tokio::test]
+async fn one_pool_of_the_executors_default_size_serves_it_and_its_embedded_worker() {
+    let app = spawn_app().await;
+    let expected = app
+        .env
+        .settings()
+        .database_pool_size(roundhouse_config::Service::AgentExecutor);
+    assert_eq!(expected, 4);
+    let db = &app.state.db;
+    assert_eq!(db.pool().options().get_max_connections(), expected);
+    assert_eq!(
+        db.current_setting("statement_timeout").await.unwrap(),
+        "30s"
+    );
+    assert_eq!(
+        db.current_setting("application_name").await.unwrap(),
+        "roundhouse-agent-executor"
+    );
+}

@@ -85,8 +85,7 @@ pub async fn enqueue(
             .ok_or_else(|| ApiError::internal("enqueue returned no row"))?
     };
     if created {
-        metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone())
-            .increment(1);
+        count_enqueued(&job);
         dispatch_if_queued(&state, &job).await;
     }
     let status = if created {
@@ -139,10 +138,8 @@ pub async fn enqueue_batch(
         .collect::<Result<Vec<_>, _>>()?;
     check_queues(&state, &caller, jobs.iter().map(|job| job.queue.as_str())).await?;
     let outcomes = state.db.enqueue_jobs(&jobs).await?;
-    let created = outcomes.iter().filter(|o| o.created).count();
-    metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => "batch")
-        .increment(created as u64);
     for outcome in outcomes.iter().filter(|o| o.created) {
+        count_enqueued(&outcome.job);
         dispatch_if_queued(&state, &outcome.job).await;
     }
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job.id).collect();
@@ -151,6 +148,17 @@ pub async fn enqueue_batch(
         Json(serde_json::json!({ "jobIds": ids })),
     )
         .into_response())
+}
+
+/// Counts a new job in `roundhouse_jobs_enqueued_total{queue,job_type}`
+/// (job types are the built-in ones and those an admin registered).
+pub(crate) fn count_enqueued(job: &JobRow) {
+    metrics::counter!(
+        "roundhouse_jobs_enqueued_total",
+        "queue" => job.queue.clone(),
+        "job_type" => job.job_type.clone(),
+    )
+    .increment(1);
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {

@@ -17,7 +17,7 @@ use crate::dto::{
     job_type_for,
 };
 use crate::extract::{ApiJson, ApiQuery, Caller};
-use crate::routes::jobs::{check_queues, dispatch_if_queued};
+use crate::routes::jobs::{check_queues, count_enqueued, dispatch_if_queued};
 use crate::startup::AppState;
 use roundhouse_http::ApiError;
 
@@ -199,7 +199,7 @@ pub async fn trigger_schedule(
             },
         )
         .await?;
-    metrics::counter!("roundhouse_jobs_enqueued_total", "queue" => job.queue.clone()).increment(1);
+    count_enqueued(&job);
     tracing::info!(schedule_id = %id, job_id = %job.id, "schedule triggered");
     dispatch_if_queued(&state, &job).await;
     Ok((

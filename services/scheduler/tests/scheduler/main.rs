@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cron;
+mod metrics;
 
 use std::time::{Duration, Instant};
 

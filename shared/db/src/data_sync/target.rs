@@ -31,6 +31,8 @@ impl SyncDatabase {
             &PoolSettings {
                 max_connections: 2,
                 acquire_timeout: Duration::from_secs(10),
+                application_name: Some("roundhouse-data-sync".to_owned()),
+                ..PoolSettings::default()
             },
         )?;
         Ok(Self {

@@ -2,6 +2,8 @@
 //! PostgreSQL: credits never overdraw, settling happens once.
 
 mod data_sync;
+mod pool;
+mod queues;
 mod rag;
 
 use roundhouse_db::{AgentSpec, NewRun, RunStart};

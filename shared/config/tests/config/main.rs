@@ -1,0 +1,3 @@
+//! Checks of the configuration against what is written about it.
+
+mod readme;
