@@ -59,6 +59,9 @@ SERVICES = {
     "worker": ("roundhouse-worker", 8082),
     "scheduler": ("roundhouse-scheduler", 8083),
 }
+# Packages under services/ that the image carries but no deployment runs:
+# package -> binary.
+TOOLS = {"roundhouse-cli": "roundhouse"}
 IMAGE_UID = 10001
 # Drain times hard-coded in services/agent-executor/src/startup.rs.
 EXECUTOR_RUN_DRAIN = 20
@@ -507,13 +510,14 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 def test_dockerfile_matches_the_workspace():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     packages = workspace_packages()
-    services = {p for p, path in packages.items() if path.parent.name == "services"}
-    assert services == {binary for binary, _ in SERVICES.values()}
-    # The cook and the build use exactly the four service packages.
+    in_services = {p for p, path in packages.items() if path.parent.name == "services"}
+    services = {binary for binary, _ in SERVICES.values()}
+    assert in_services == services | set(TOOLS)
+    # The cook and the build use exactly the four service packages and the CLI.
     p_lists = [set(re.findall(r"-p (\S+)", m)) for m in re.findall(r"cargo (?:chef cook|build)[^\n]*\\\n([^\n]*)", dockerfile)]
-    assert len(p_lists) >= 2 and all(p == services for p in p_lists), p_lists
+    assert len(p_lists) >= 2 and all(p == in_services for p in p_lists), p_lists
     copied = set(re.search(r"for b in ([^;]*);", dockerfile).group(1).split())
-    assert copied == services
+    assert copied == services | set(TOOLS.values())
     assert "--locked" in dockerfile and "SQLX_OFFLINE=true" in dockerfile
     assert f"USER {IMAGE_UID}:{IMAGE_UID}" in dockerfile
     assert f"--uid {IMAGE_UID}" in dockerfile
@@ -568,14 +572,15 @@ def test_docker_build_context_resolves_with_cargo(tmp_path):
     assert result.returncode == 0, result.stderr
     resolve = subprocess.run(
         ["cargo", "tree", "--locked", "--depth", "0", "-e", "normal",
-         *[arg for binary, _ in SERVICES.values() for arg in ("-p", binary)]],
+         *[arg for binary, _ in SERVICES.values() for arg in ("-p", binary)],
+         *[arg for package in TOOLS for arg in ("-p", package)]],
         cwd=context, capture_output=True, text=True,
     )
     assert resolve.returncode == 0, resolve.stderr
     packages = {p["name"]: p for p in json.loads(result.stdout)["packages"]}
-    for binary, _ in SERVICES.values():
-        bins = {t["name"] for t in packages[binary]["targets"] if "bin" in t["kind"]}
-        assert binary in bins, f"{binary}: no binary named {binary} ({bins})"
+    for package, binary in [(b, b) for b, _ in SERVICES.values()] + list(TOOLS.items()):
+        bins = {t["name"] for t in packages[package]["targets"] if "bin" in t["kind"]}
+        assert binary in bins, f"{package}: no binary named {binary} ({bins})"
 
 
 # ------------------------------------------------------------------ Grafana

@@ -11,7 +11,9 @@ pub mod dto;
 pub mod extract;
 pub mod inserter;
 pub mod job_types;
+pub mod live;
 pub mod routes;
+pub mod socket;
 pub mod startup;
 
 pub use startup::{AppState, Application, migrate, router};

@@ -17,12 +17,14 @@ use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_config::{Service, Settings};
 use roundhouse_db::{Db, PoolSettings};
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::dispatcher::Dispatcher;
 use crate::inserter::Inserter;
-use crate::routes::{callbacks, health, jobs, queues, rag, schedules};
+use crate::live::Feed;
+use crate::routes::{callbacks, events, health, jobs, queues, rag, schedules, ws};
 use roundhouse_http::ApiError;
 use roundhouse_http::{Gatekeeper, RateLimits};
 
@@ -42,6 +44,8 @@ pub struct AppState {
     pub rag: Arc<crate::routes::rag::QueryEmbedder>,
     /// Custom job types registered by workers.
     pub job_types: Arc<crate::job_types::JobTypeRegistry>,
+    /// Live job events (SSE and `/ws`); its token ends their streams at shutdown.
+    pub feed: Feed,
 }
 
 impl Gatekeeper for AppState {
@@ -75,6 +79,9 @@ impl AppState {
             ..AuthSettings::default()
         });
         let (dispatcher, dispatcher_task) = Dispatcher::spawn(db.clone(), broker.clone());
+        // Both tasks stop when the feed's token is cancelled (at shutdown).
+        let (feed, _poller) = Feed::spawn(db.clone(), CancellationToken::new());
+        tokio::spawn(crate::live::notes::run(broker.clone(), feed.clone()));
         let state = AppState {
             inserter: Inserter::spawn(db.clone()),
             job_types: Arc::new(crate::job_types::JobTypeRegistry::new(db.clone())),
@@ -90,8 +97,21 @@ impl AppState {
             metrics: roundhouse_telemetry::metrics_handle(),
             started: Instant::now(),
             rag,
+            feed,
         };
         Ok((state, dispatcher_task))
+    }
+
+    /// Job `job_id`'s timeline grew by a write of this replica: wakes this
+    /// replica's feed and, best effort, every other replica's.
+    pub fn announce_events(&self, job_id: uuid::Uuid, queue: &str) {
+        self.feed.wake();
+        let broker = self.broker.clone();
+        let note = roundhouse_core::JobEventsNote {
+            job_id,
+            queue: queue.to_owned(),
+        };
+        tokio::spawn(async move { broker.announce_job_events(&[note]).await });
     }
 }
 
@@ -156,6 +176,13 @@ impl Application {
         tracing::info!(port = self.port, "api listening");
         let broker = self.state.broker.clone();
         let db = self.state.db.clone();
+        let closing = self.state.feed.closing().clone();
+        // Event streams and sockets never end by themselves: end them when
+        // shutdown begins, or the graceful shutdown would wait for them.
+        let shutdown = async move {
+            shutdown.await;
+            closing.cancel();
+        };
         axum::serve(
             roundhouse_http::no_delay(self.listener),
             router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -212,6 +239,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/jobs/{id}/status", get(jobs::get_job))
         .route("/api/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/api/jobs/{id}/events", get(events::stream_events))
+        .route("/ws", get(ws::connect))
         .route("/api/jobs/{id}/progress", post(callbacks::report_progress))
         .route("/api/rag/search", get(rag::search))
         .route("/api/queues/stats", get(queues::stats))

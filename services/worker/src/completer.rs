@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use roundhouse_broker::Broker;
+use roundhouse_core::JobEventsNote;
 use roundhouse_db::{Completion, Db};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +33,23 @@ impl Completer {
     }
 }
 
-pub(crate) fn spawn(db: Db) -> (mpsc::Sender<Completion>, Completer) {
+pub(crate) fn spawn(db: Db, broker: Broker) -> (mpsc::Sender<(Completion, String)>, Completer) {
     let (tx, rx) = mpsc::channel(10_000);
     let close = CancellationToken::new();
-    let task = tokio::spawn(run(db, rx, close.clone()));
+    let task = tokio::spawn(run(db, broker, rx, close.clone()));
     (tx, Completer { task, close })
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Completion>, close: CancellationToken) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+async fn run(
+    db: Db,
+    broker: Broker,
+    mut rx: mpsc::Receiver<(Completion, String)>,
+    close: CancellationToken,
+) {
+    let mut received_batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = tokio::select! {
-            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            n = rx.recv_many(&mut received_batch, MAX_BATCH) => n,
             _ = close.cancelled(), if !rx.is_closed() => {
                 // No more sends; what is queued is still received below.
                 rx.close();
@@ -52,11 +59,23 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Completion>, close: CancellationToke
         if received == 0 {
             return;
         }
+        let (batch, queues): (Vec<Completion>, Vec<String>) = received_batch.drain(..).unzip();
         metrics::histogram!("roundhouse_completion_batch_size").record(batch.len() as f64);
         let mut delay = Duration::from_millis(50);
         loop {
             match db.complete_jobs(&batch).await {
                 Ok(accepted) => {
+                    // Wake the api replicas streaming these jobs.
+                    let notes: Vec<JobEventsNote> = batch
+                        .iter()
+                        .zip(&queues)
+                        .filter(|(c, _)| accepted.contains(&c.job_id))
+                        .map(|(c, queue)| JobEventsNote {
+                            job_id: c.job_id,
+                            queue: queue.clone(),
+                        })
+                        .collect();
+                    broker.announce_job_events(&notes).await;
                     let refused = batch.len() - accepted.len();
                     if refused > 0 {
                         metrics::counter!("roundhouse_completions_refused_total")
@@ -75,6 +94,5 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Completion>, close: CancellationToke
                 }
             }
         }
-        batch.clear();
     }
 }

@@ -25,6 +25,8 @@ enum Outcome {
 
 pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: OwnedSemaphorePermit) {
     let started = Instant::now();
+    // The claim wrote the attempt's `processing` event.
+    shared.announce_events(job.id, &job.queue).await;
     if let Some(queued_at) = job.queued_at {
         let wait = (job.started_at - queued_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
         metrics::histogram!("roundhouse_job_wait_seconds", "queue" => job.queue.clone())
@@ -62,6 +64,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     payload: job.payload.clone(),
                     cancel: token.clone(),
                     llm: shared.llm.clone(),
+                    queue: job.queue.clone(),
                     db: shared.db.clone(),
                     shared: shared.clone(),
                 };
@@ -126,11 +129,14 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
             // The channel only closes after every execute task has finished.
             let _ = shared
                 .completions
-                .send(Completion {
-                    job_id: job.id,
-                    attempt: job.attempts,
-                    result,
-                })
+                .send((
+                    Completion {
+                        job_id: job.id,
+                        attempt: job.attempts,
+                        result,
+                    },
+                    job.queue.clone(),
+                ))
                 .await;
         }
         (_, Some(StopReason::Superseded)) | (Outcome::Stopped, None) => {
@@ -150,6 +156,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, job: ClaimedJob, _permit: Owned
                     "worker stopped the attempt after cancellation",
                 )
                 .await;
+            shared.announce_events(job.id, &job.queue).await;
         }
         (_, Some(StopReason::Shutdown)) => {
             // Handed back to the queue by the shutdown path.
@@ -224,6 +231,9 @@ async fn record_failure(
         FailOutcome::Superseded => "superseded",
     };
     metrics::counter!("roundhouse_jobs_total", &labels_with(labels, label)).increment(1);
+    if outcome != FailOutcome::Superseded {
+        shared.announce_events(job.id, &job.queue).await;
+    }
     if outcome == FailOutcome::RetryScheduled {
         // The same attempts as `roundhouse_jobs_total{outcome="retry"}`, under
         // the name operators look for; requeues of lost leases are the

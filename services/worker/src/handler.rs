@@ -35,6 +35,8 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     /// The LLM providers configured for this worker.
     pub llm: roundhouse_llm::Providers,
+    /// The job's queue (the routing key of its event notes).
+    pub(crate) queue: String,
     pub(crate) db: Db,
     pub(crate) shared: std::sync::Arc<crate::startup::Shared>,
 }
@@ -54,7 +56,7 @@ impl JobContext {
     /// Records progress (0–100) with an optional message. Writes from a
     /// superseded attempt are ignored by the database.
     pub async fn progress(&self, percent: u8, message: Option<&str>) {
-        if let Err(error) = self
+        match self
             .db
             .record_progress(
                 self.job_id,
@@ -64,27 +66,43 @@ impl JobContext {
             )
             .await
         {
-            tracing::warn!(%error, job_id = %self.job_id, "could not record progress");
+            Ok(true) => self.announce().await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, job_id = %self.job_id, "could not record progress");
+            }
         }
     }
 
     /// Appends streamed output (e.g. LLM tokens) to the job's timeline as
     /// `chunk` events, which the job's event stream shows live.
     pub async fn chunks(&self, chunks: &[String]) {
-        if let Err(error) = self
+        match self
             .db
             .append_chunks(self.job_id, self.attempt, chunks)
             .await
         {
-            tracing::warn!(%error, job_id = %self.job_id, "could not record output chunks");
+            Ok(true) => self.announce().await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, job_id = %self.job_id, "could not record output chunks");
+            }
         }
     }
 
     /// Appends a line to the job's timeline.
     pub async fn log(&self, message: &str) {
-        if let Err(error) = self.db.append_log(self.job_id, self.attempt, message).await {
-            tracing::warn!(%error, job_id = %self.job_id, "could not record a log line");
+        match self.db.append_log(self.job_id, self.attempt, message).await {
+            Ok(true) => self.announce().await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, job_id = %self.job_id, "could not record a log line")
+            }
         }
+    }
+
+    async fn announce(&self) {
+        self.shared.announce_events(self.job_id, &self.queue).await;
     }
 }
 

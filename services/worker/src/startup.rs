@@ -25,7 +25,8 @@ pub(crate) struct Shared {
     pub(crate) broker: Broker,
     pub(crate) worker_id: String,
     pub(crate) running: Running,
-    pub(crate) completions: mpsc::Sender<Completion>,
+    /// Successful attempts (with their queue) for the completer to record.
+    pub(crate) completions: mpsc::Sender<(Completion, String)>,
     /// Cancelled when the drain timeout runs out: running handlers must stop.
     pub(crate) hard_stop: CancellationToken,
     /// LLM providers for `llm_processing` jobs.
@@ -37,6 +38,18 @@ pub(crate) struct Shared {
     /// The custom job types this worker runs, registered at start so the
     /// api accepts them.
     pub(crate) custom_types: Vec<(String, String, HandlerKind)>,
+}
+
+impl Shared {
+    /// Tells the api replicas that job `job_id`'s timeline grew (best
+    /// effort: they poll PostgreSQL anyway, this only wakes them sooner).
+    pub(crate) async fn announce_events(&self, job_id: uuid::Uuid, queue: &str) {
+        let note = roundhouse_core::JobEventsNote {
+            job_id,
+            queue: queue.to_owned(),
+        };
+        self.broker.announce_job_events(&[note]).await;
+    }
 }
 
 /// Where a worker runs: in its own process, or inside a host service
@@ -155,7 +168,7 @@ impl Application {
         tracing::info!(providers = ?llm.names(), "LLM providers");
         crate::handlers::rag::check_providers(&settings, &llm)?;
         let outbound = crate::handler::Outbound::from_settings(&settings)?;
-        let (completions, completer) = completer::spawn(db.clone());
+        let (completions, completer) = completer::spawn(db.clone(), broker.clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 settings,

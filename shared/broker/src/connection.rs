@@ -37,6 +37,10 @@ pub struct BrokerSettings {
 pub struct Session {
     connection: Connection,
     pub(crate) publisher: Channel,
+    /// A channel without publisher confirms, for job event notes: nobody
+    /// waits for those, and a confirm-mode channel keeps every unawaited
+    /// confirm until someone does.
+    pub(crate) notifier: Channel,
     pub(crate) declared: Mutex<HashSet<String>>,
     pub(crate) topology: Topology,
 }
@@ -91,6 +95,24 @@ impl Session {
     pub async fn consume_control(&self, consumer_tag: &str) -> Result<Consumer, BrokerError> {
         let channel = self.connection.create_channel().await?;
         let queue = self.topology.declare_control_queue(&channel).await?;
+        Ok(channel
+            .basic_consume(
+                queue.into(),
+                consumer_tag.into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?)
+    }
+
+    /// Starts consuming job event notes on this process's private
+    /// auto-delete events queue.
+    pub async fn consume_job_events(&self, consumer_tag: &str) -> Result<Consumer, BrokerError> {
+        let channel = self.connection.create_channel().await?;
+        let queue = self.topology.declare_events_queue(&channel).await?;
         Ok(channel
             .basic_consume(
                 queue.into(),
@@ -262,9 +284,11 @@ async fn connect(inner: &Inner) -> Result<Arc<Session>, lapin::Error> {
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     inner.topology.declare_exchanges(&publisher).await?;
+    let notifier = connection.create_channel().await?;
     Ok(Arc::new(Session {
         connection,
         publisher,
+        notifier,
         declared: Mutex::new(HashSet::new()),
         topology: inner.topology.clone(),
     }))

@@ -5,7 +5,7 @@ use futures::future::join_all;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation};
-use roundhouse_core::{ControlMessage, Dispatch, DispatchMessage};
+use roundhouse_core::{ControlMessage, Dispatch, DispatchMessage, JobEventsNote};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -159,5 +159,37 @@ impl Broker {
             .await
             .map_err(|_| BrokerError::ConfirmTimeout(self.confirm_timeout()))??;
         Ok(())
+    }
+
+    /// Tells the api replicas that these jobs' timelines grew. Best effort
+    /// and unconfirmed (a channel of their own, without publisher
+    /// confirms): the notes are wake-ups, and a replica that misses one
+    /// finds the events on its next poll of PostgreSQL.
+    pub async fn announce_job_events(&self, notes: &[JobEventsNote]) {
+        let Some(session) = self.current() else {
+            return;
+        };
+        let exchange = self.topology().events_exchange();
+        for note in notes {
+            let Ok(body) = serde_json::to_vec(note) else {
+                continue;
+            };
+            let key = Topology::events_routing_key(&note.queue, note.job_id);
+            let sent = session
+                .notifier
+                .basic_publish(
+                    exchange.as_str().into(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await;
+            // Not in confirm mode: nothing to await or to keep.
+            if let Err(error) = sent {
+                tracing::debug!(%error, "could not announce job events");
+                return;
+            }
+        }
     }
 }

@@ -5,7 +5,13 @@
 //!   └─▶ {prefix}.q.{queue}  classic durable queue, x-max-priority 9, one per job queue
 //! {prefix}.control   fanout exchange, durable   cancel broadcasts
 //!   └─▶ (server-named, exclusive, auto-delete)  one per worker process
+//! {prefix}.events    topic exchange, durable    routing key = {queue}.{job_id}
+//!   └─▶ (server-named, exclusive, auto-delete)  one per api replica, bound `#`
 //! ```
+//!
+//! The events exchange carries "job X has new events" notes (transient,
+//! unconfirmed): a wake-up for the replicas streaming the job, whose events
+//! are read from PostgreSQL.
 //!
 //! Classic queues, not quorum: job priorities need `x-max-priority`, which
 //! quorum queues lack before RabbitMQ 3.13, and PostgreSQL (not the broker) is
@@ -49,6 +55,17 @@ impl Topology {
         format!("{}.control", self.prefix)
     }
 
+    /// The topic exchange for job event notes.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// The routing key of a job's event notes: `{queue}.{job_id}` (queue
+    /// names hold no dots), so a binding can pick a queue (`llm.*`).
+    pub fn events_routing_key(queue: &str, job_id: uuid::Uuid) -> String {
+        format!("{queue}.{job_id}")
+    }
+
     /// The RabbitMQ queue for job queue `queue`.
     pub fn job_queue(&self, queue: &str) -> String {
         format!("{}.q.{}", self.prefix, queue)
@@ -77,6 +94,14 @@ impl Topology {
             .exchange_declare(
                 self.control_exchange().into(),
                 ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.events_exchange().into(),
+                ExchangeKind::Topic,
                 durable,
                 FieldTable::default(),
             )
@@ -146,6 +171,34 @@ impl Topology {
             .await?;
         Ok(name)
     }
+
+    /// Declares this process's private events queue, bound to every job's
+    /// notes (`#`), and returns its server-chosen name. Exclusive and
+    /// auto-delete: it goes with the replica's connection.
+    pub async fn declare_events_queue(&self, channel: &Channel) -> Result<String, lapin::Error> {
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let name = queue.name().to_string();
+        channel
+            .queue_bind(
+                name.clone().into(),
+                self.events_exchange().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(name)
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +211,11 @@ mod tests {
         assert_eq!(t.jobs_exchange(), "rh.jobs");
         assert_eq!(t.job_queue("default"), "rh.q.default");
         assert_eq!(t.control_exchange(), "rh.control");
+        assert_eq!(t.events_exchange(), "rh.events");
+        assert_eq!(
+            Topology::events_routing_key("llm_processing", uuid::Uuid::nil()),
+            "llm_processing.00000000-0000-0000-0000-000000000000"
+        );
     }
 
     #[test]

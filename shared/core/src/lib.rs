@@ -17,7 +17,7 @@ mod status;
 
 pub use job_kind::{CustomJobType, JobKind};
 pub use job_type::JobType;
-pub use message::{ControlMessage, Dispatch, DispatchMessage};
+pub use message::{ControlMessage, Dispatch, DispatchMessage, JobEventsNote};
 pub use queue::{QueueName, QueueNameError};
 pub use retry::RetryPolicy;
 pub use schedule::{CronSchedule, MAX_CRON_LEN, Misfire, MisfirePolicy, ScheduleError, TickPlan};

@@ -40,6 +40,19 @@ pub enum ControlMessage {
     },
 }
 
+/// Published on the events exchange after a job's timeline grew: "job X has
+/// new events". A wake-up for the api replicas streaming that job, never
+/// the events themselves — those are read from PostgreSQL, so a lost note
+/// only delays them until the next poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEventsNote {
+    /// The job whose timeline grew.
+    pub job_id: Uuid,
+    /// Its queue (part of the routing key).
+    pub queue: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The HTTP edge the api and the agent-executor share: SPEC §4's error shape
 //! (`ApiError`), the authenticated-caller extractors (which apply the rate
 //! limits), JSON/query extractors whose rejections use that shape, and the
-//! request-duration metrics middleware.
+//! request-duration metrics middleware, and server-sent event streams
+//! (`Last-Event-ID`, keep-alives).
 
 mod error;
 mod extract;
@@ -9,6 +10,7 @@ mod listener;
 mod metrics;
 mod page;
 mod rate_limit;
+mod sse;
 
 pub use error::ApiError;
 pub use extract::{AdminCaller, ApiJson, ApiQuery, Caller, Gatekeeper, client_ip};
@@ -16,3 +18,4 @@ pub use listener::no_delay;
 pub use metrics::record_http_metrics;
 pub use page::{cut_page, page_request};
 pub use rate_limit::RateLimits;
+pub use sse::{event_stream, last_event_id};

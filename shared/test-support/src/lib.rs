@@ -161,7 +161,11 @@ async fn delete_broker_objects(prefix: &str) -> anyhow::Result<()> {
                 .await;
         }
     }
-    for exchange in [topology.jobs_exchange(), topology.control_exchange()] {
+    for exchange in [
+        topology.jobs_exchange(),
+        topology.control_exchange(),
+        topology.events_exchange(),
+    ] {
         if let Ok(channel) = connection.create_channel().await {
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())

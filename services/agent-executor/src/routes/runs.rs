@@ -1,12 +1,10 @@
 //! `/api/agent/runs/{runId}`: a run's record, and its stream re-attached.
 
-use std::convert::Infallible;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::response::sse::Event;
 use futures::StreamExt;
 use roundhouse_http::{ApiError, ApiQuery, Caller};
 use serde_json::json;
@@ -43,20 +41,14 @@ pub async fn stream_run(
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "run")?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i32>().ok())
-                .filter(|seq| (0..i32::MAX).contains(seq))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_last_event_id",
-                        "Last-Event-ID: must be a chunk number",
-                    )
-                })
+    let last_event_id = roundhouse_http::last_event_id::<i32>(&headers, "a chunk number")?
+        .map(|seq| {
+            (0..i32::MAX).contains(&seq).then_some(seq).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID: must be a chunk number",
+                )
+            })
         })
         .transpose()?;
     let from = match (last_event_id, query.from) {
@@ -88,18 +80,11 @@ pub async fn stream_run(
 /// quiet stream.
 pub(crate) fn sse(follower: Follower) -> Response {
     let run_id = follower.run_id();
-    let events = follower
-        .into_stream()
-        .map(move |update| Ok::<_, Infallible>(sse_event(run_id, update)));
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    // Tell buffering proxies (nginx and kin) to pass events through at once.
-    response.headers_mut().insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
-    );
-    response
+    roundhouse_http::event_stream(
+        follower
+            .into_stream()
+            .map(move |update| sse_event(run_id, update)),
+    )
 }
 
 fn sse_event(run_id: Uuid, update: Update) -> Event {

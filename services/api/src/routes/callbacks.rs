@@ -89,5 +89,8 @@ pub async fn report_progress(
     if let Some(line) = &report.log {
         state.db.append_log(id, attempt, line).await?;
     }
+    if let Some(job) = state.db.get_job(id, None).await? {
+        state.announce_events(id, &job.queue);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

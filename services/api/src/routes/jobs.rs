@@ -231,6 +231,7 @@ pub async fn cancel_job(
     let id = parse_id(&id)?;
     match state.db.cancel_job(id, caller.owner()).await? {
         CancelOutcome::Cancelled { job, was_running } => {
+            state.announce_events(job.id, &job.queue);
             if was_running {
                 // Best effort: workers also notice at their next heartbeat.
                 let broker = state.broker.clone();
@@ -261,6 +262,7 @@ pub async fn retry_job(
     let id = parse_id(&id)?;
     match state.db.retry_job(id, caller.owner()).await? {
         RetryOutcome::Requeued(job) => {
+            state.announce_events(job.id, &job.queue);
             dispatch_if_queued(&state, &job).await;
             Ok(Json(job.into()))
         }

@@ -6,6 +6,7 @@ mod cors;
 mod data_sync;
 mod database;
 mod enqueue;
+mod events;
 mod health;
 mod helpers;
 mod idempotency;

@@ -9,6 +9,7 @@ mod chaos;
 mod crash;
 mod data_sync;
 mod database;
+mod events;
 mod http_jobs;
 mod lifecycle;
 mod llm;
