@@ -12,7 +12,7 @@ RABBITMQ_URL ?= amqp://guest:guest@localhost:5672/%2f
 export DATABASE_URL RABBITMQ_URL
 
 BIN_DIR      := $(or $(CARGO_TARGET_DIR),target)/debug
-# Extra arguments: `make test NEXTEST_ARGS='-p roundhouse-db'`, `make bench BENCH_ARGS='--jobs 10000'`.
+# Extra arguments: `make test NEXTEST_ARGS='-p roundhouse-db'`, `make bench BENCH_ARGS='--single-jobs 10000 --no-celery'`.
 NEXTEST_ARGS ?=
 BENCH_ARGS   ?=
 # `make check-deploy CHECK_DEPLOY_ARGS='-k railway'`: extra pytest arguments.
@@ -77,10 +77,12 @@ migrate: ## create the database if missing and apply migrations
 	$(CARGO) build --bin roundhouse-api
 	$(BIN_DIR)/roundhouse-api migrate
 
-bench: ## the benchmark (release build); pass BENCH_ARGS
+# One build for the services and the bench: `cargo run -p roundhouse-bench`
+# would resolve other features and compile the shared crates a second time.
+bench: ## the benchmark (release build): bench/results.{json,md}, bench/chart.svg; pass BENCH_ARGS
 	@scripts/ensure-services.sh
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p roundhouse-bench -- $(BENCH_ARGS)
+	$(or $(CARGO_TARGET_DIR),target)/release/roundhouse-bench $(BENCH_ARGS)
 
 up: ## docker compose: build the image and start the whole stack
 	$(COMPOSE) up -d --build

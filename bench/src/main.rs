@@ -15,9 +15,13 @@
 //! 7. RAG (`rag.rs`): a `rag_ingestion` of a 1,000-segment transcript against
 //!    a fake embeddings server with a fixed latency, against its floor;
 //! 8. notifications (`notifications.rs`): a fan-out of 10,000 signed webhook
-//!    notification jobs to a local receiver, in jobs/s.
+//!    notification jobs to a local receiver, in jobs/s;
+//! 9. Celery (`celery.rs`, unless `--no-celery`): the no-op workload of 1 and
+//!    2 through Celery on the same RabbitMQ and PostgreSQL, and the ratios.
 //!
-//! Results go to `bench/out/results.json` and `bench/out/results.md`.
+//! Results go to `bench/results.json` and `bench/results.md`, the chart
+//! (`chart.rs`) to `bench/chart.svg`, the services' `/metrics` to
+//! `bench/out/`. `--chart-from bench/results.json` redraws the chart alone.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,10 +36,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 mod agents;
+mod celery;
+mod chart;
 mod notifications;
 mod rag;
 
 const TOKEN: &str = "bench-service-token-0123456789abcdef";
+/// Concurrent senders of batch requests (Roundhouse), and of `group`s (Celery).
+const BATCH_SENDERS: usize = 4;
 
 struct Options {
     single_jobs: usize,
@@ -50,8 +58,31 @@ struct Options {
     agents: agents::AgentOptions,
     notifications: notifications::NotificationOptions,
     rag: rag::RagOptions,
+    /// Where results.json, results.md and chart.svg go; `/metrics` scrapes go
+    /// to its `out/`.
     out: PathBuf,
+    celery: bool,
+    celery_jobs: usize,
+    celery_batch_jobs: usize,
+    chart_from: Option<PathBuf>,
 }
+
+const USAGE: &str = "\
+roundhouse-bench [OPTIONS]   (run by `make bench`; defaults in brackets)
+  --single-jobs N [20000]  --concurrency CLIENTS [64]
+  --batch-jobs N [100000]  --batch-size N [500]
+  --rate JOBS_PER_S [500]  --rate-seconds S [10]
+  --cron-schedules N [10]  --spread-schedules N [10000]  --cron-seconds S [60]
+  --agent-runs N [200]  --agent-concurrency N [500]  --agent-chunk-delay-ms MS [5]
+  --notification-jobs N [10000]
+  --rag-segments N [1000]  --rag-latency-ms MS [20]  --rag-batch N [16]
+  --celery-jobs N [20000]  --celery-batch-jobs N [20000]  --no-celery
+  --out DIR [bench/]: results.json, results.md, chart.svg (and out/ for /metrics)
+  --chart-from RESULTS_JSON: only redraw DIR/chart.svg from a results.json
+Environment: BENCH_DATABASE_ADMIN_URL, RABBITMQ_URL";
+
+/// The width of the throughput-over-time bins of the chart.
+const TIMELINE_BUCKET_SECONDS: f64 = 0.25;
 
 fn options() -> anyhow::Result<Options> {
     let mut options = Options {
@@ -75,11 +106,24 @@ fn options() -> anyhow::Result<Options> {
             latency_ms: 20,
             batch: 16,
         },
-        out: PathBuf::from("bench/out"),
+        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        celery: true,
+        celery_jobs: 20_000,
+        celery_batch_jobs: 20_000,
+        chart_from: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--help" || args[i] == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        if args[i] == "--no-celery" {
+            options.celery = false;
+            i += 1;
+            continue;
+        }
         let value = args
             .get(i + 1)
             .with_context(|| format!("{} needs a value", args[i]))?;
@@ -101,6 +145,9 @@ fn options() -> anyhow::Result<Options> {
             "--rag-latency-ms" => options.rag.latency_ms = value.parse()?,
             "--rag-batch" => options.rag.batch = value.parse()?,
             "--out" => options.out = PathBuf::from(value),
+            "--celery-jobs" => options.celery_jobs = value.parse()?,
+            "--celery-batch-jobs" => options.celery_batch_jobs = value.parse()?,
+            "--chart-from" => options.chart_from = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}"),
         }
         i += 2;
@@ -276,6 +323,34 @@ async fn measure_cron(db: &Db, seconds: u64) -> anyhow::Result<Value> {
     }))
 }
 
+/// How busy all CPUs are over one second (0-100, from /proc/stat; null
+/// where there is none): when the bench itself is idle, what else runs.
+async fn cpu_busy_percent() -> Value {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+        let total = fields.iter().take(8).sum();
+        Some((idle, total))
+    }
+    let Some((idle0, total0)) = sample() else {
+        return Value::Null;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Some((idle1, total1)) = sample() else {
+        return Value::Null;
+    };
+    let total = total1.saturating_sub(total0).max(1) as f64;
+    json!(((1.0 - idle1.saturating_sub(idle0) as f64 / total) * 1000.0).round() / 10.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -284,9 +359,87 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// Jobs of the `default` queue created since `since`, counted per
+/// `TIMELINE_BUCKET_SECONDS` bin of their `created_at` (enqueued) and of
+/// their `completed_at` (completed), from `since`: one query after the phase.
+async fn timeline(db: &Db, since: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Value> {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        r#"
+        SELECT bucket, sum(enqueued)::int8, sum(completed)::int8
+          FROM (SELECT floor(extract(epoch FROM created_at - $1)::float8 / $2)::int4 AS bucket,
+                       1 AS enqueued, 0 AS completed
+                  FROM jobs WHERE queue = 'default' AND created_at >= $1
+                UNION ALL
+                SELECT floor(extract(epoch FROM completed_at - $1)::float8 / $2)::int4, 0, 1
+                  FROM jobs
+                 WHERE queue = 'default' AND created_at >= $1 AND completed_at IS NOT NULL) t
+         GROUP BY bucket
+         ORDER BY bucket
+        "#,
+    )
+    .bind(since)
+    .bind(TIMELINE_BUCKET_SECONDS)
+    .fetch_all(db.pool())
+    .await?;
+    let buckets = rows
+        .iter()
+        .map(|r| r.0.max(0) as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut enqueued = vec![0i64; buckets];
+    let mut completed = vec![0i64; buckets];
+    for (bucket, e, c) in rows {
+        let bucket = bucket.max(0) as usize;
+        enqueued[bucket] += e;
+        completed[bucket] += c;
+    }
+    Ok(json!({
+        "bucketSeconds": TIMELINE_BUCKET_SECONDS,
+        "enqueued": enqueued,
+        "completed": completed,
+    }))
+}
+
+/// A histogram of sorted millisecond values in bins of equal width on a log
+/// scale, ten per decade (the chart's latency panel).
+fn log_histogram(sorted: &[f64]) -> Value {
+    const PER_DECADE: f64 = 10.0;
+    const FLOOR_MS: f64 = 0.01;
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return json!({ "edgesMs": [], "counts": [] });
+    };
+    let bin = |ms: f64| (ms.max(FLOOR_MS).log10() * PER_DECADE).floor() as i32;
+    let (low, high) = (bin(*first), bin(*last));
+    let mut counts = vec![0u64; (high - low + 1) as usize];
+    for &ms in sorted {
+        counts[(bin(ms) - low) as usize] += 1;
+    }
+    let edges: Vec<f64> = (low..=high + 1)
+        .map(|k| 10f64.powf(f64::from(k) / PER_DECADE))
+        .collect();
+    json!({ "edgesMs": edges, "counts": counts })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
+    if let Some(from) = &options.chart_from {
+        let results: Value = serde_json::from_str(
+            &std::fs::read_to_string(from).with_context(|| format!("read {}", from.display()))?,
+        )?;
+        std::fs::create_dir_all(&options.out)?;
+        let path = options.out.join("chart.svg");
+        chart::draw(&path, &results)?;
+        println!("{}", path.display());
+        return Ok(());
+    }
+    let scratch = options.out.join("out");
+    let busy_at_start = cpu_busy_percent().await;
+    if busy_at_start.as_f64().is_some_and(|b| b > 25.0) {
+        eprintln!(
+            "warning: the CPUs are {busy_at_start} % busy with other work: expect lower figures"
+        );
+    }
     roundhouse_telemetry::init(roundhouse_config::LogFormat::Pretty, "warn");
     let admin = std::env::var("BENCH_DATABASE_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -343,6 +496,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let begin = Instant::now();
+    let begin_at = chrono::Utc::now();
     let clients: Vec<_> = (0..options.single_concurrency)
         .map(|_| {
             let http = http.clone();
@@ -371,7 +525,7 @@ async fn main() -> anyhow::Result<()> {
     let enqueued = begin.elapsed();
     let done = wait_completed(&db, options.single_jobs as i64, Duration::from_secs(600)).await?;
     let single_elapsed = done - begin;
-    let single = json!({
+    let mut single = json!({
         "jobs": options.single_jobs,
         "clients": options.single_concurrency,
         "enqueueSeconds": enqueued.as_secs_f64(),
@@ -380,6 +534,7 @@ async fn main() -> anyhow::Result<()> {
         "jobsPerSecond": options.single_jobs as f64 / single_elapsed.as_secs_f64(),
     });
     println!("  {single}");
+    single["timeline"] = timeline(&db, begin_at).await?;
 
     // This machine may run PostgreSQL without autovacuum; stand in for it
     // between phases so that each phase starts from a similar table.
@@ -393,7 +548,8 @@ async fn main() -> anyhow::Result<()> {
     let batches = options.batch_jobs.div_ceil(options.batch_size);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let begin = Instant::now();
-    let senders: Vec<_> = (0..4)
+    let begin_at = chrono::Utc::now();
+    let senders: Vec<_> = (0..BATCH_SENDERS)
         .map(|_| {
             let http = http.clone();
             let next = next.clone();
@@ -428,7 +584,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let batch_elapsed = done - begin;
-    let batch = json!({
+    let mut batch = json!({
         "jobs": batch_total,
         "batchSize": options.batch_size,
         "enqueueSeconds": enqueued.as_secs_f64(),
@@ -437,6 +593,8 @@ async fn main() -> anyhow::Result<()> {
         "jobsPerSecond": batch_total as f64 / batch_elapsed.as_secs_f64(),
     });
     println!("  {batch}");
+    batch["senders"] = json!(BATCH_SENDERS);
+    batch["timeline"] = timeline(&db, begin_at).await?;
 
     db.vacuum_job_tables().await?;
 
@@ -481,7 +639,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let mut delays = db.start_delays_ms(&ids).await?;
     delays.sort_by(|a, b| a.total_cmp(b));
-    let latency = json!({
+    let mut latency = json!({
         "offeredPerSecond": options.rate,
         "jobs": total,
         "p50Ms": percentile(&delays, 50.0),
@@ -490,6 +648,7 @@ async fn main() -> anyhow::Result<()> {
         "maxMs": delays.last().copied().unwrap_or(f64::NAN),
     });
     println!("  {latency}");
+    latency["histogram"] = log_histogram(&delays);
 
     // 4. Cron: every-second schedules, then many schedules at spread times.
     println!(
@@ -528,8 +687,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  {cron_spread}");
 
     // 5. Agents, against the executor (started for this phase only).
-    let agents =
-        agents::measure(&bin_dir, &env, api_port + 1, &options.agents, &options.out).await?;
+    let agents = agents::measure(&bin_dir, &env, api_port + 1, &options.agents, &scratch).await?;
 
     // 7. RAG ingestion, with a worker of its own for the `rag_ingestion` queue.
     let rag = rag::measure(&bin_dir, &env, &api, api_port + 9, &options.rag).await?;
@@ -558,8 +716,8 @@ async fn main() -> anyhow::Result<()> {
             .await
             && let Ok(text) = response.text().await
         {
-            std::fs::create_dir_all(&options.out)?;
-            std::fs::write(options.out.join(format!("metrics-{name}.txt")), text)?;
+            std::fs::create_dir_all(&scratch)?;
+            std::fs::write(scratch.join(format!("metrics-{name}.txt")), text)?;
         }
     }
 
@@ -587,11 +745,40 @@ async fn main() -> anyhow::Result<()> {
     db.close().await;
     let _ = roundhouse_db::drop_database(&admin, &database).await;
 
-    let results = json!({
+    let busy_before_celery = cpu_busy_percent().await;
+    // 9. Celery, with the machine to itself.
+    let celery = if options.celery {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-celery.sh");
+        celery::measure(
+            &script,
+            &admin,
+            &rabbitmq,
+            &celery::CeleryOptions {
+                jobs: options.celery_jobs,
+                clients: options.single_concurrency,
+                batch_jobs: options.celery_batch_jobs,
+                batch_size: options.batch_size,
+                batch_senders: BATCH_SENDERS,
+                concurrency: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            },
+        )
+        .await
+    } else {
+        println!("celery: skipped (--no-celery)");
+        json!({ "skipped": "--no-celery" })
+    };
+
+    let mut results = json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "note": "PostgreSQL, RabbitMQ, the services and the load generator share this machine",
+            "busyPercentBefore": busy_at_start,
+            "busyPercentBeforeCelery": busy_before_celery,
+            "busyNote": "share of all CPUs busy over one second with nothing of the bench running, \
+                         before the first phase and before Celery: others' work on the machine",
         },
         "single": single,
         "batch": batch,
@@ -602,7 +789,9 @@ async fn main() -> anyhow::Result<()> {
         "notifications": notifications,
         "rag": rag,
         "memory": memory,
+        "celery": celery,
     });
+    results["comparison"] = celery::comparison(&results);
     std::fs::create_dir_all(&options.out)?;
     std::fs::write(
         options.out.join("results.json"),
@@ -612,6 +801,17 @@ async fn main() -> anyhow::Result<()> {
     let row = |table: &mut String, name: &str, value: String| {
         table.push_str(&format!("| {name} | {value} |\n"))
     };
+    let busy = |v: &Value| v.as_f64().map_or("?".to_owned(), |b| format!("{b:.0} %"));
+    row(
+        &mut table,
+        "machine",
+        format!(
+            "{} CPUs; busy with other work just before the bench {}, before Celery {}",
+            results["machine"]["cpus"],
+            busy(&results["machine"]["busyPercentBefore"]),
+            busy(&results["machine"]["busyPercentBeforeCelery"]),
+        ),
+    );
     row(
         &mut table,
         "single enqueue, end to end",
@@ -681,6 +881,9 @@ async fn main() -> anyhow::Result<()> {
     for (name, value) in rag::table_rows(&results["rag"]) {
         row(&mut table, &name, value);
     }
+    for (name, value) in celery::table_rows(&results) {
+        row(&mut table, &name, value);
+    }
     for (name, m) in &memory {
         row(
             &mut table,
@@ -694,5 +897,26 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(options.out.join("results.md"), &table)?;
     println!("\n{table}");
+    if !results["comparison"].is_null() {
+        println!(
+            "Roundhouse ÷ Celery: single enqueues {:.1}×, batch enqueues {:.1}×",
+            results["comparison"]["singleRatio"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            results["comparison"]["batchRatio"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        );
+    }
+    let chart_path = options.out.join("chart.svg");
+    match chart::draw(&chart_path, &results) {
+        Ok(()) => println!("chart: {}", chart_path.display()),
+        Err(e) => eprintln!("the chart could not be drawn: {e:#}"),
+    }
+    println!(
+        "results: {}, {}",
+        options.out.join("results.json").display(),
+        options.out.join("results.md").display()
+    );
     Ok(())
 }
