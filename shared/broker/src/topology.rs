@@ -148,34 +148,22 @@ impl Topology {
     /// Declares this process's private control queue, bound to the control
     /// exchange, and returns its server-chosen name.
     pub async fn declare_control_queue(&self, channel: &Channel) -> Result<String, lapin::Error> {
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let name = queue.name().to_string();
-        channel
-            .queue_bind(
-                name.clone().into(),
-                self.control_exchange().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(name)
+        Self::declare_private_queue(channel, &self.control_exchange(), "").await
     }
 
     /// Declares this process's private events queue, bound to every job's
-    /// notes (`#`), and returns its server-chosen name. Exclusive and
-    /// auto-delete: it goes with the replica's connection.
+    /// notes (`#`), and returns its server-chosen name.
     pub async fn declare_events_queue(&self, channel: &Channel) -> Result<String, lapin::Error> {
+        Self::declare_private_queue(channel, &self.events_exchange(), "#").await
+    }
+
+    /// A server-named queue for this process alone (exclusive, auto-delete:
+    /// it goes with the connection), bound to `exchange` with `routing_key`.
+    async fn declare_private_queue(
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<String, lapin::Error> {
         let queue = channel
             .queue_declare(
                 "".into(),
@@ -191,8 +179,8 @@ impl Topology {
         channel
             .queue_bind(
                 name.clone().into(),
-                self.events_exchange().into(),
-                "#".into(),
+                exchange.into(),
+                routing_key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
