@@ -46,9 +46,11 @@ build: ## cargo build --bins (debug)
 nextest:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 
-test: nextest ## every test (needs PostgreSQL + RabbitMQ), chaos tests excluded
+test: nextest ## every test (needs PostgreSQL + RabbitMQ; installs pinned Python test tools), chaos tests excluded
 	@scripts/ensure-services.sh
+	@scripts/ensure-chromium.sh
 	@scripts/clean-test-resources.sh
+	@scripts/install-test-tools.sh >/dev/null
 	$(CARGO) build --bins
 	$(CARGO) nextest run --workspace --no-fail-fast $(NEXTEST_ARGS)
 

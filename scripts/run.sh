@@ -133,6 +133,9 @@ cat >&2 <<MSG
   ─────────────────────
   API             ${api}
   Agent executor  http://localhost:${AGENT_EXECUTOR_PORT}
+  Dashboard       ${api}/admin/queues  (sign in with the service token${DASHBOARD_PASSWORD:+ or DASHBOARD_PASSWORD})
+  API docs        ${api}/api/docs
+                  http://localhost:${AGENT_EXECUTOR_PORT}/api/docs  (agent executor)
   Health          ${api}/health
                   http://localhost:${AGENT_EXECUTOR_PORT}/health
                   http://localhost:${WORKER_PORT}/health  (worker)

@@ -6,6 +6,7 @@ use roundhouse_db::{AgentRow, AgentRunRow, AgentSpec};
 use roundhouse_http::{ApiError, Caller};
 use roundhouse_llm::{ChatMessage, Providers};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::runner::RunUsage;
@@ -14,7 +15,7 @@ use crate::runner::RunUsage;
 const MAX_MESSAGES: usize = 1000;
 
 /// An agent as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
     pub id: Uuid,
@@ -74,21 +75,30 @@ impl AgentView {
 /// A create needs `name` (and, from the service, `userId`); `provider`
 /// defaults to `dev`. An update is partial: absent fields keep their value;
 /// `temperature`, `maxTokens` and `railwayUrl` are cleared by `null`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRequest {
+    /// 1-200 characters; required to create.
     pub name: Option<String>,
     pub system_prompt: Option<String>,
+    /// A configured provider (default `dev`).
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// 0 to 2.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f32>)]
     pub temperature: Option<Option<f32>>,
+    /// 1 to 200000.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>)]
     pub max_tokens: Option<Option<i32>>,
     pub is_heavy: Option<bool>,
     pub is_published: Option<bool>,
+    /// An http(s) URL.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub railway_url: Option<Option<String>>,
+    /// The service: the owner of a new agent (required then).
     pub user_id: Option<String>,
 }
 
@@ -218,18 +228,21 @@ pub fn acting_user(caller: &Caller, asked: Option<String>) -> Result<String, Api
 }
 
 /// Query of `GET /api/agents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AgentListQuery {
     /// Published agents of anyone, instead of the caller's own.
     #[serde(default)]
     pub published: bool,
+    /// 1-500 (default 50).
     pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// A page of agents, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentPage {
     pub agents: Vec<AgentView>,
@@ -237,15 +250,25 @@ pub struct AgentPage {
     pub next_cursor: Option<Uuid>,
 }
 
+/// The answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedView {
+    pub id: Uuid,
+    /// Always `true`.
+    pub deleted: bool,
+}
+
 /// Query of `GET /api/credits`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CreditsQuery {
+    /// The service: whose balance (required then).
     pub user_id: Option<String>,
 }
 
 /// The body of `POST /api/credits/grant`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrantRequest {
     pub user_id: String,
@@ -253,7 +276,7 @@ pub struct GrantRequest {
 }
 
 /// A user's balance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditsView {
     pub user_id: String,
@@ -261,7 +284,7 @@ pub struct CreditsView {
 }
 
 /// How `POST /api/agent/execute` answers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecuteMode {
     /// Answer when the run is done.
@@ -272,10 +295,12 @@ pub enum ExecuteMode {
 }
 
 /// The body of `POST /api/agent/execute`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteRequest {
     pub agent_id: Uuid,
+    /// The conversation (1-1000 messages).
+    #[schema(value_type = Vec<MessageSchema>)]
     pub messages: Vec<ChatMessage>,
     /// Answer as server-sent events.
     #[serde(default)]
@@ -284,6 +309,36 @@ pub struct ExecuteRequest {
     pub mode: ExecuteMode,
     /// The user the service runs the agent for.
     pub user_id: Option<String>,
+}
+
+/// `roundhouse_llm::ChatMessage` as the documents show it.
+#[derive(ToSchema)]
+#[schema(as = ChatMessage)]
+pub struct MessageSchema {
+    pub role: RoleSchema,
+    pub content: String,
+}
+
+/// `roundhouse_llm::Role` as the documents show it.
+#[derive(ToSchema)]
+#[schema(as = Role)]
+#[allow(dead_code)]
+pub enum RoleSchema {
+    #[schema(rename = "system")]
+    System,
+    #[schema(rename = "user")]
+    User,
+    #[schema(rename = "assistant")]
+    Assistant,
+}
+
+/// The answer of an async run: follow it with `GET /api/agent/runs/{runId}`
+/// or the job APIs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedRunView {
+    pub run_id: Uuid,
+    pub job_id: Uuid,
 }
 
 /// Checks a run's conversation; the message of a refusal names the field.
@@ -302,7 +357,7 @@ pub fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
 }
 
 /// The answer of a sync run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunResultView {
     pub run_id: Uuid,
@@ -312,7 +367,7 @@ pub struct RunResultView {
 }
 
 /// A run as `GET /api/agent/runs/{runId}` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     pub run_id: Uuid,
@@ -321,6 +376,8 @@ pub struct RunView {
     pub mode: String,
     pub status: String,
     pub output: String,
+    /// `{promptTokens, completionTokens, totalTokens}` once settled.
+    #[schema(value_type = Option<Object>)]
     pub usage: Option<serde_json::Value>,
     pub credits_reserved: i64,
     pub credits_used: Option<i64>,
@@ -349,15 +406,17 @@ impl From<AgentRunRow> for RunView {
 }
 
 /// Query of `GET /api/agent/runs/{runId}/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// The first chunk number to send (`Last-Event-ID` + 1 wins over it).
     pub from: Option<i32>,
 }
 
 /// Query of `GET /ws`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
     /// The user's access token (browsers cannot set headers on a WebSocket).
     pub token: Option<String>,

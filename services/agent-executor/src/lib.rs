@@ -19,6 +19,7 @@ pub mod dto;
 pub mod error;
 pub mod follow;
 pub mod hub;
+pub mod openapi;
 pub mod pricing;
 pub mod routes;
 pub mod runner;

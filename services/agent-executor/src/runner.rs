@@ -33,7 +33,7 @@ const FLUSH_CHUNKS: usize = 32;
 const SETTLE_ATTEMPTS: u32 = 3;
 
 /// Tokens a run used, as the API shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunUsage {
     pub prompt_tokens: u64,

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -11,7 +11,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
 use roundhouse_config::{Service, Settings};
@@ -28,7 +27,6 @@ use tower_http::trace::TraceLayer;
 use crate::agent_job::AgentRunJob;
 use crate::hub::RunHub;
 use crate::pricing::Pricing;
-use crate::routes::{agents, credits, execute, runs, ws};
 use crate::runner::Runner;
 
 /// How long a stopping executor lets runs finish before it interrupts them
@@ -61,6 +59,8 @@ pub struct AppState {
     pub sockets: TaskTracker,
     /// Cancelled when the executor starts shutting down.
     pub closing: CancellationToken,
+    /// When the state was assembled (`/health`'s `uptimeSeconds`).
+    pub started: Instant,
 }
 
 impl Gatekeeper for AppState {
@@ -100,6 +100,8 @@ impl AppState {
             );
         }
         tracing::info!(providers = ?providers.names(), "LLM providers configured");
+        // Installs the metrics recorder before the first request is counted.
+        roundhouse_telemetry::metrics_handle();
         Ok(AppState {
             limits: Arc::new(RateLimits::new(
                 settings.rate_limit_per_user_per_minute,
@@ -115,6 +117,7 @@ impl AppState {
             hub: Arc::new(RunHub::default()),
             sockets: TaskTracker::new(),
             closing: CancellationToken::new(),
+            started: Instant::now(),
         })
     }
 }
@@ -273,49 +276,29 @@ impl Application {
     }
 }
 
-/// The executor's routes and middleware, plus `/health` and `/metrics`.
+/// The executor's routes and middleware (every route is registered, and
+/// documented, in `crate::openapi`).
 pub fn router(state: AppState) -> Router {
-    let db = state.db.clone();
-    let ops = roundhouse_telemetry::ops_router(
-        "agent-executor",
-        Arc::new(move || {
-            let db = db.clone();
-            Box::pin(async move { db.check(Duration::from_secs(2)).await.map(|_| ()) })
-        }),
-    );
-    let api = Router::new()
-        .route(
-            "/api/agents",
-            get(agents::list_agents).post(agents::create_agent),
-        )
-        .route(
-            "/api/agents/{id}",
-            get(agents::get_agent)
-                .put(agents::update_agent)
-                .delete(agents::delete_agent),
-        )
-        .route("/api/credits", get(credits::get_credits))
-        .route("/api/credits/grant", post(credits::grant_credits))
-        .route("/api/agent/execute", post(execute::execute))
-        .route("/api/agent/runs/{id}", get(runs::get_run))
-        .route("/api/agent/runs/{id}/stream", get(runs::stream_run))
-        .fallback(|| async { ApiError::not_found("route") })
-        .layer(middleware::map_response(method_not_allowed_in_error_shape))
-        .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
-        .layer(middleware::from_fn(roundhouse_http::record_http_metrics))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(roundhouse_telemetry::http_server_span::<axum::body::Body>),
-        );
+    let body_limit = state.settings.body_limit_bytes;
     let origins: Vec<HeaderValue> = state
         .settings
         .allowed_origins()
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
-    let api = if origins.is_empty() {
-        api
-    } else {
+    let middleware = move |api: Router<AppState>| {
+        let api = api
+            .fallback(|| async { ApiError::not_found("route") })
+            .layer(middleware::map_response(method_not_allowed_in_error_shape))
+            .layer(DefaultBodyLimit::max(body_limit))
+            .layer(middleware::from_fn(roundhouse_http::record_http_metrics))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(roundhouse_telemetry::http_server_span::<axum::body::Body>),
+            );
+        if origins.is_empty() {
+            return api;
+        }
         // An exact allowlist: the Origin header is never reflected.
         api.layer(
             CorsLayer::new()
@@ -330,10 +313,9 @@ pub fn router(state: AppState) -> Router {
                 .max_age(Duration::from_secs(600)),
         )
     };
-    // Added after the layers: its URL carries a token, which request spans
-    // must not record. (CORS does not apply to WebSockets.)
-    let api = api.route("/ws", get(ws::connect));
-    api.with_state(state).merge(ops)
+    crate::openapi::api_routes(middleware)
+        .into_router()
+        .with_state(state)
 }
 
 /// Axum answers a wrong method with an empty 405 carrying `Allow`; give it

@@ -6,6 +6,7 @@ use roundhouse_core::{CronSchedule, JobKind, JobType, MisfirePolicy, QueueName};
 use crate::job_types::CustomTypes;
 use roundhouse_db::{JobRow, NewJob, ScheduleRow, ScheduleSpec};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::extract::Caller;
@@ -15,14 +16,16 @@ use roundhouse_http::ApiError;
 const MAX_DELAY_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// A job as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     pub id: Uuid,
     pub queue: String,
     pub job_type: String,
     pub user_id: Option<String>,
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+    /// `queued`, `scheduled`, `running`, `completed`, `failed` or `cancelled`.
     pub status: String,
     pub priority: i32,
     pub attempts: i32,
@@ -32,6 +35,8 @@ pub struct JobView {
     pub idempotency_key: Option<String>,
     pub progress: i16,
     pub progress_message: Option<String>,
+    /// What the handler returned (any JSON).
+    #[schema(value_type = Option<Value>)]
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -71,7 +76,7 @@ impl From<JobRow> for JobView {
 }
 
 /// The answer to an enqueue: `{jobId, status, ...job}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnqueuedView {
     pub job_id: Uuid,
@@ -80,27 +85,47 @@ pub struct EnqueuedView {
 }
 
 /// The body of `POST /api/jobs/enqueue` (and of each entry of a batch).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnqueueRequest {
+    /// A built-in type (`noop`, `sleep`, `llm_processing`, …) or a custom
+    /// type a worker registered.
+    #[schema(example = "noop")]
     pub job_type: String,
+    /// The handler's input, a JSON object (default `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// Default: the job type's queue.
     pub queue: Option<String>,
+    /// -1000 to 1000 (default 0); higher runs first.
     pub priority: Option<i32>,
+    /// Run after this many seconds (up to one year); not with `runAt`.
     pub delay_seconds: Option<f64>,
+    /// Run at this time (within one year); not with `delaySeconds`.
     pub run_at: Option<DateTime<Utc>>,
+    /// 0 to 100 (default: the job type's).
     pub max_retries: Option<i32>,
+    /// 1 to 604800 (default: the job type's).
     pub timeout_seconds: Option<i32>,
+    /// 1-255 characters: the same key from the same user gives the same job.
     pub idempotency_key: Option<String>,
+    /// The service only: the user the job runs as.
     pub user_id: Option<String>,
 }
 
 /// The body of `POST /api/jobs/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     pub jobs: Vec<EnqueueRequest>,
+}
+
+/// The answer to a batch: the jobs' ids, in the order of the request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAcceptedView {
+    pub job_ids: Vec<Uuid>,
 }
 
 impl EnqueueRequest {
@@ -337,19 +362,26 @@ fn validate_payload(job_type: JobType, payload: &serde_json::Value) -> Result<()
 }
 
 /// Query of `GET /api/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs in this status.
     pub status: Option<String>,
+    /// Only jobs of this queue.
     pub queue: Option<String>,
+    /// Only jobs of this type.
     pub job_type: Option<String>,
+    /// The service: only this user's jobs (users see their own only).
     pub user_id: Option<String>,
+    /// 1-500 (default 50).
     pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// A page of jobs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobPage {
     pub jobs: Vec<JobView>,
@@ -362,7 +394,7 @@ pub struct JobPage {
 /// A create needs `name`, `cron` and `jobType`; the rest have defaults. An
 /// update is partial: the fields present replace the stored ones, absent
 /// (or `null`) fields keep them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleRequest {
     pub name: Option<String>,
@@ -370,11 +402,13 @@ pub struct ScheduleRequest {
     pub timezone: Option<String>,
     pub queue: Option<String>,
     pub job_type: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
     pub priority: Option<i32>,
     pub max_retries: Option<i32>,
     pub timeout_seconds: Option<i32>,
     pub enabled: Option<bool>,
+    /// `skip`, `run_once` or `catch_up`.
     pub misfire_policy: Option<String>,
     pub misfire_grace_seconds: Option<i32>,
     pub catch_up_limit: Option<i32>,
@@ -520,7 +554,7 @@ fn validate_schedule(
 }
 
 /// A schedule as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
     pub id: Uuid,
@@ -531,6 +565,7 @@ pub struct ScheduleView {
     pub description: Option<String>,
     pub queue: String,
     pub job_type: String,
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub priority: i32,
     /// `null`: the job type's default.
@@ -586,18 +621,29 @@ impl From<ScheduleRow> for ScheduleView {
 }
 
 /// Query of `GET /api/schedules`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ScheduleListQuery {
+    /// 1-500 (default 50).
     pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// A page of schedules, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchedulePage {
     pub schedules: Vec<ScheduleView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<Uuid>,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedView {
+    pub id: Uuid,
+    /// Always `true`.
+    pub deleted: bool,
 }

@@ -11,7 +11,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use roundhouse_auth::{AuthSettings, Authenticator};
 use roundhouse_broker::{Broker, BrokerSettings};
@@ -24,7 +23,6 @@ use tower_http::trace::TraceLayer;
 use crate::dispatcher::Dispatcher;
 use crate::inserter::Inserter;
 use crate::live::Feed;
-use crate::routes::{callbacks, events, health, jobs, queues, rag, schedules, ws};
 use roundhouse_http::ApiError;
 use roundhouse_http::{Gatekeeper, RateLimits};
 
@@ -229,41 +227,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// The API's routes and middleware.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/jobs", post(jobs::enqueue).get(jobs::list_jobs))
-        .route("/api/jobs/enqueue", post(jobs::enqueue))
-        .route("/api/jobs/batch", post(jobs::enqueue_batch))
-        .route(
-            "/api/jobs/{id}",
-            get(jobs::get_job).delete(jobs::cancel_job),
-        )
-        .route("/api/jobs/{id}/status", get(jobs::get_job))
-        .route("/api/jobs/{id}/retry", post(jobs::retry_job))
-        .route("/api/jobs/{id}/events", get(events::stream_events))
-        .route("/ws", get(ws::connect))
-        .route("/api/jobs/{id}/progress", post(callbacks::report_progress))
-        .route("/api/rag/search", get(rag::search))
-        .route("/api/queues/stats", get(queues::stats))
-        .route("/api/queues/{name}/pause", post(queues::pause))
-        .route("/api/queues/{name}/resume", post(queues::resume))
-        .route(
-            "/api/schedules",
-            get(schedules::list_schedules).post(schedules::create_schedule),
-        )
-        .route(
-            "/api/schedules/{id}",
-            get(schedules::get_schedule)
-                .put(schedules::update_schedule)
-                .delete(schedules::delete_schedule),
-        )
-        .route(
-            "/api/schedules/{id}/trigger",
-            post(schedules::trigger_schedule),
-        )
-        .route("/health", get(health::health))
-        .route("/health/live", get(roundhouse_telemetry::live))
-        .route("/health/detailed", get(health::detailed))
-        .route("/metrics", get(health::metrics))
+    // The dashboard has its own auth (session cookie + CSRF) and middleware.
+    let admin = crate::admin::router(state.clone());
+    // Every route is registered (and documented) in `crate::openapi`.
+    let api = crate::openapi::api_routes()
+        .into_router()
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::map_response(method_not_allowed_in_error_shape))
         .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes))
@@ -291,7 +259,7 @@ pub fn router(state: AppState) -> Router {
                 .max_age(Duration::from_secs(600)),
         )
     };
-    api.with_state(state)
+    api.with_state(state).merge(admin)
 }
 
 /// Axum answers a wrong method with an empty 405 carrying `Allow`; give it

@@ -67,6 +67,8 @@ pub struct JobFilter {
     pub job_type: Option<String>,
     /// Only jobs with an id below this one (the previous page's last id).
     pub before: Option<Uuid>,
+    /// Only jobs whose error contains this text (any case).
+    pub error_contains: Option<String>,
     pub limit: i64,
 }
 
@@ -234,21 +236,7 @@ impl Db {
         // Built per request: a generic plan with "$n IS NULL OR ..." predicates
         // could not use the per-user and per-queue indexes.
         let mut sql: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM jobs WHERE true");
-        if let Some(user) = &filter.user_id {
-            sql.push(" AND user_id = ").push_bind(user.clone());
-        }
-        if let Some(status) = filter.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(queue) = &filter.queue {
-            sql.push(" AND queue = ").push_bind(queue.clone());
-        }
-        if let Some(job_type) = &filter.job_type {
-            sql.push(" AND job_type = ").push_bind(job_type.clone());
-        }
-        if let Some(before) = filter.before {
-            sql.push(" AND id < ").push_bind(before);
-        }
+        push_job_filter(&mut sql, filter);
         sql.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
         Ok(sql.build_query_as().fetch_all(&self.pool).await?)
     }
@@ -336,5 +324,29 @@ impl Db {
                 None => Ok(RetryOutcome::NotFound),
             },
         }
+    }
+}
+
+/// Appends `filter`'s predicates (all but its limit) to a `WHERE true` clause.
+pub(crate) fn push_job_filter(sql: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    if let Some(user) = &filter.user_id {
+        sql.push(" AND user_id = ").push_bind(user.clone());
+    }
+    if let Some(status) = filter.status {
+        sql.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(queue) = &filter.queue {
+        sql.push(" AND queue = ").push_bind(queue.clone());
+    }
+    if let Some(job_type) = &filter.job_type {
+        sql.push(" AND job_type = ").push_bind(job_type.clone());
+    }
+    if let Some(before) = filter.before {
+        sql.push(" AND id < ").push_bind(before);
+    }
+    if let Some(text) = &filter.error_contains {
+        sql.push(" AND strpos(lower(error), lower(")
+            .push_bind(text.clone())
+            .push(")) > 0");
     }
 }

@@ -13,6 +13,7 @@
 
 mod agents;
 mod alerts;
+mod dashboard;
 mod data_sync;
 mod events;
 mod job_types;
@@ -35,6 +36,7 @@ pub use agents::{AgentRow, AgentRunRow, AgentSpec, NewRun, RunStart};
 pub use alerts::{
     AlertPass, AlertWindow, FailedJob, FailureGroup, LongRunningJob, LostWorker, QueueBacklog,
 };
+pub use dashboard::{AuditEntry, DashboardSession, DeleteOutcome, MinuteCounts, NewAuditEntry};
 pub use data_sync::{
     DEFAULT_BATCH_SIZE, DataSyncJob, FieldPath, HttpPull, Ident, JsonPath, MAX_BATCH_SIZE,
     Pagination, ROUNDHOUSE_TABLES, SourceKey, SqlCopy, SyncCheckpoint, SyncDatabase, SyncSource,

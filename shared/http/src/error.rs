@@ -8,6 +8,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roundhouse_auth::AuthError;
 use roundhouse_db::DbError;
+use serde::Serialize;
+
+/// The body of every error answer: `{"error": {"code", "message"}}` (the
+/// OpenAPI documents' `ErrorBody`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `validation_error`, `not_found`, `rate_limited`, …
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; a 5xx message is generic, with a reference to quote.
+    #[schema(example = "job not found")]
+    pub message: String,
+}
 
 /// An error answer. A 5xx body is generic; its detail is logged once, here,
 /// with a reference the client can quote.
@@ -145,9 +164,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);

@@ -13,8 +13,12 @@ use roundhouse_http::{ApiError, ApiJson, ApiQuery, Caller};
 use uuid::Uuid;
 
 use super::parse_id;
-use crate::dto::{AgentListQuery, AgentPage, AgentRequest, AgentView};
+use crate::dto::{AgentListQuery, AgentPage, AgentRequest, AgentView, DeletedView};
 use crate::startup::AppState;
+use roundhouse_http::docs::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, TooManyRequests,
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use roundhouse_http::page_request;
 
 /// Whether `caller` may run (and read) `agent`: the service, its owner, or
@@ -25,6 +29,22 @@ pub(crate) fn may_use(user: Option<&str>, agent: &AgentRow) -> bool {
 
 /// `GET /api/agents`: the caller's own (the service: all), oldest first;
 /// `?published=true`: published agents of anyone.
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    tag = "agents",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(AgentListQuery),
+    responses(
+        (status = 200, description = "A page of agents, oldest first", body = AgentPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,6 +70,26 @@ pub async fn list_agents(
 }
 
 /// `POST /api/agents`: 201 with the agent.
+#[utoipa::path(
+    post,
+    path = "/api/agents",
+    tag = "agents",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    request_body = AgentRequest,
+    responses(
+        (status = 201, description = "The agent", body = AgentView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -62,6 +102,22 @@ pub async fn create_agent(
 }
 
 /// `GET /api/agents/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent (its system prompt for its owner and the service only)", body = AgentView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,6 +134,27 @@ pub async fn get_agent(
 }
 
 /// `PUT /api/agents/{id}`: the fields present replace the stored ones.
+#[utoipa::path(
+    put,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    request_body = AgentRequest,
+    responses(
+        (status = 200, description = "The updated agent", body = AgentView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn update_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,15 +181,31 @@ pub async fn update_agent(
 }
 
 /// `DELETE /api/agents/{id}`: its runs stay.
+#[utoipa::path(
+    delete,
+    path = "/api/agents/{id}",
+    tag = "agents",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "Deleted; its runs stay", body = DeletedView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn delete_agent(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeletedView>, ApiError> {
     let id = parse_id(&id, "agent")?;
     if !state.db.delete_agent(id, caller.owner()).await? {
         return Err(ApiError::not_found("agent"));
     }
     tracing::info!(agent_id = %id, "agent deleted");
-    Ok(Json(serde_json::json!({ "id": id, "deleted": true })))
+    Ok(Json(DeletedView { id, deleted: true }))
 }

@@ -2,6 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
+use roundhouse_http::docs::{
+    BadRequest, Forbidden, InternalError, PayloadTooLarge, TooManyRequests, Unauthorized,
+    Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use roundhouse_http::{ApiError, ApiJson, ApiQuery, Caller};
 
 use crate::dto::{CreditsQuery, CreditsView, GrantRequest, acting_user};
@@ -11,6 +15,23 @@ use crate::startup::AppState;
 const MAX_GRANT: i64 = 1_000_000_000_000;
 
 /// `GET /api/credits`: the caller's balance (the service names `?userId=`).
+#[utoipa::path(
+    get,
+    path = "/api/credits",
+    tag = "credits",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(CreditsQuery),
+    responses(
+        (status = 200, description = "The balance", body = CreditsView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_credits(
     State(state): State<AppState>,
     caller: Caller,
@@ -22,6 +43,25 @@ pub async fn get_credits(
 }
 
 /// `POST /api/credits/grant`: service only.
+#[utoipa::path(
+    post,
+    path = "/api/credits/grant",
+    tag = "credits",
+    security(("serviceToken" = [])),
+    request_body = GrantRequest,
+    responses(
+        (status = 200, description = "The new balance", body = CreditsView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn grant_credits(
     State(state): State<AppState>,
     caller: Caller,

@@ -13,12 +13,16 @@ use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use roundhouse_core::{Dispatch, JobType};
+use roundhouse_http::docs::{
+    BadGateway, BadRequest, Forbidden, InternalError, NotFound, PayloadTooLarge, PaymentRequired,
+    TooManyRequests, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use roundhouse_http::{ApiError, ApiJson, Caller};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::runs::sse;
-use crate::dto::{ExecuteMode, ExecuteRequest, RunResultView, acting_user};
+use crate::dto::{ExecuteMode, ExecuteRequest, QueuedRunView, RunResultView, acting_user};
 use crate::error::ExecuteError;
 use crate::runner::{RunFailure, RunOutcome};
 use crate::start::{RunRequest, queue_run, reserve_run};
@@ -56,6 +60,33 @@ impl FromRequestParts<AppState> for BackendSecret {
 }
 
 /// `POST /api/agent/execute`.
+#[utoipa::path(
+    post,
+    path = "/api/agent/execute",
+    tag = "runs",
+    security(("userJwt" = [], "backendSecret" = []), ("serviceToken" = [], "backendSecret" = [])),
+    request_body = ExecuteRequest,
+    responses(
+        (status = 200, description = "`stream: false`: the finished run (JSON); `stream: true`: server-sent events `agent_start`, `agent_chunk` {content}, then `agent_done` {runId, usage, creditsUsed} or `agent_error`",
+         headers(("X-Run-Id" = Uuid, description = "The run's id")),
+         content((RunResultView = "application/json"), (String = "text/event-stream"))),
+        (status = 202, description = "`mode: \"async\"`: the run and its job are queued",
+         headers(("X-Run-Id" = Uuid, description = "The run's id")),
+         body = QueuedRunView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 402, response = PaymentRequired),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,7 +179,7 @@ async fn queue(
     }
     let mut response = (
         axum::http::StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "runId": run_id, "jobId": job_id })),
+        Json(QueuedRunView { run_id, job_id }),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&run_id.to_string()) {

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod credits;
 pub mod execute;
+pub mod health;
 pub mod runs;
 pub mod ws;
 

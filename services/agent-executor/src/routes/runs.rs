@@ -6,6 +6,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::response::sse::Event;
 use futures::StreamExt;
+use roundhouse_http::docs::{
+    BadRequest, InternalError, NotFound, TooManyRequests, Unauthorized, Unavailable, Unprocessable,
+};
 use roundhouse_http::{ApiError, ApiQuery, Caller};
 use serde_json::json;
 use uuid::Uuid;
@@ -16,6 +19,22 @@ use crate::follow::{Follower, Update};
 use crate::startup::AppState;
 
 /// `GET /api/agent/runs/{runId}` (owner or service; another user's is 404).
+#[utoipa::path(
+    get,
+    path = "/api/agent/runs/{id}",
+    tag = "runs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -33,6 +52,28 @@ pub async fn get_run(
 /// `GET /api/agent/runs/{runId}/stream`: the run's chunks from
 /// `Last-Event-ID` + 1 (else `?from=`, else the first), live while it runs,
 /// then its final event.
+#[utoipa::path(
+    get,
+    path = "/api/agent/runs/{id}/stream",
+    tag = "runs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The run's id"),
+        StreamQuery,
+        ("Last-Event-ID" = Option<i32>, Header, description = "Resume after this chunk number (wins over `from`)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `agent_start` {runId}, `agent_chunk` {content} (id: the chunk number), then `agent_done` {runId, usage, creditsUsed} or `agent_error` {runId, message, code}",
+         content_type = "text/event-stream", body = String),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn stream_run(
     State(state): State<AppState>,
     caller: Caller,

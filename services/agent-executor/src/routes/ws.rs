@@ -11,6 +11,8 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use roundhouse_auth::Principal;
+use roundhouse_http::ErrorBody;
+use roundhouse_http::docs::{BadRequest, TooManyRequests, Unauthorized, Unavailable};
 use roundhouse_http::{ApiError, ApiQuery, client_ip};
 
 use crate::dto::ConnectQuery;
@@ -18,6 +20,21 @@ use crate::socket;
 use crate::startup::AppState;
 
 /// `GET /ws`.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "runs",
+    params(ConnectQuery),
+    responses(
+        (status = 101, description = "A WebSocket: send `{\"type\": \"agent_execute\", requestId, agentId, messages}`; receive `agent_start`, `agent_chunk`, `agent_done` or `agent_error` messages naming the `requestId`"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The service token (it must not travel in URLs)", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn connect(State(state): State<AppState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     let ip = client_ip(&parts, state.settings.client_ip_header.as_str());

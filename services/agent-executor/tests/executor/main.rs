@@ -7,6 +7,7 @@ mod async_runs;
 mod auth;
 mod helpers;
 mod metrics;
+mod openapi;
 mod runs;
 mod startup;
 mod streams;

@@ -8,13 +8,18 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
+use uuid::Uuid;
 
+use roundhouse_http::docs::{
+    BadRequest, InternalError, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+    UnsupportedMediaType,
+};
 use roundhouse_http::{ApiError, ApiJson};
 
 use crate::startup::AppState;
 
 /// The body: at least one of the fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProgressReport {
     /// 0–100.
@@ -28,13 +33,31 @@ pub struct ProgressReport {
 /// The longest message or log line accepted.
 const MAX_TEXT: usize = 4096;
 
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/progress",
+    tag = "jobs",
+    security(("callbackToken" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    request_body = ProgressReport,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn report_progress(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(report): ApiJson<ProgressReport>,
 ) -> Result<StatusCode, ApiError> {
-    let id = uuid::Uuid::parse_str(&id)
+    let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad_request("invalid_id", "job id must be a UUID"))?;
     let token = headers
         .get(header::AUTHORIZATION)

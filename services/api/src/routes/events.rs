@@ -5,6 +5,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::response::sse::Event;
 use futures::stream;
+use roundhouse_http::docs::{
+    BadRequest, InternalError, NotFound, TooManyRequests, Unauthorized, Unavailable, Unprocessable,
+};
 use roundhouse_http::{ApiError, ApiQuery, Caller};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -14,9 +17,11 @@ use crate::startup::AppState;
 
 /// `?after=`: where to start for clients that cannot set `Last-Event-ID`
 /// (browsers' `EventSource` sets it only when it reconnects by itself).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Start after this event id (0: from the first).
     pub after: Option<i64>,
 }
 
@@ -24,6 +29,28 @@ pub struct EventsQuery {
 /// them), then live: `id:` the event id, `event:` its kind, `data:` the
 /// event as JSON. The stream ends after the job's terminal status event.
 /// Another user's job is 404.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/events",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The job's id"),
+        EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id (wins over `after`)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `id:` the event id, `event:` `status`, `progress`, `log` or `chunk`, `data:` `{id, kind, attempt, data, createdAt}`; ends after the job's terminal status",
+         content_type = "text/event-stream", body = String),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn stream_events(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,11 +8,17 @@ use roundhouse_core::{ControlMessage, Dispatch, JobStatus};
 use roundhouse_db::{CancelOutcome, EnqueueOutcome, JobFilter, JobRow, NewJob, RetryOutcome};
 use uuid::Uuid;
 
-use crate::dto::{BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery};
+use crate::dto::{
+    BatchAcceptedView, BatchRequest, EnqueueRequest, EnqueuedView, JobPage, JobView, ListQuery,
+};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::inserter::InsertError;
 use crate::startup::AppState;
 use roundhouse_http::ApiError;
+use roundhouse_http::docs::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, TooManyRequests,
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 
 /// Hands a just-committed job to the dispatcher, unless it waits for its `runAt`.
 pub(crate) async fn dispatch_if_queued(state: &AppState, job: &JobRow) {
@@ -52,6 +58,27 @@ pub(crate) async fn check_queues<'a>(
 
 /// `POST /api/jobs/enqueue`: 202 with the new job, or 200 with the existing
 /// job for a repeated idempotency key.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/enqueue",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    request_body = EnqueueRequest,
+    responses(
+        (status = 202, description = "Accepted: the job is stored", body = EnqueuedView),
+        (status = 200, description = "A repeated `idempotencyKey`: the existing job", body = EnqueuedView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn enqueue(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,7 +130,57 @@ pub async fn enqueue(
         .into_response())
 }
 
+/// `POST /api/jobs`: the same as `POST /api/jobs/enqueue`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    request_body = EnqueueRequest,
+    responses(
+        (status = 202, description = "Accepted: the job is stored", body = EnqueuedView),
+        (status = 200, description = "A repeated `idempotencyKey`: the existing job", body = EnqueuedView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn enqueue_alias(
+    state: State<AppState>,
+    caller: Caller,
+    request: ApiJson<EnqueueRequest>,
+) -> Result<Response, ApiError> {
+    enqueue(state, caller, request).await
+}
+
 /// `POST /api/jobs/batch`: all jobs in one transaction, or none.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/batch",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    request_body = BatchRequest,
+    responses(
+        (status = 202, description = "Accepted: all the jobs are stored", body = BatchAcceptedView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,7 +222,7 @@ pub async fn enqueue_batch(
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.job.id).collect();
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "jobIds": ids })),
+        Json(BatchAcceptedView { job_ids: ids }),
     )
         .into_response())
 }
@@ -166,6 +243,22 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /api/jobs/{id}` and `/api/jobs/{id}/status`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,7 +273,49 @@ pub async fn get_job(
     Ok(Json(job.into()))
 }
 
+/// `GET /api/jobs/{id}/status`: the same as `GET /api/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/status",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn get_job_status(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    get_job(state, caller, id).await
+}
+
 /// `GET /api/jobs`: newest first; users see their own jobs only.
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs, newest first", body = JobPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,6 +347,7 @@ pub async fn list_jobs(
             queue: query.queue,
             job_type: query.job_type,
             before,
+            error_contains: None,
             limit: limit + 1,
         })
         .await?;
@@ -223,6 +359,23 @@ pub async fn list_jobs(
 }
 
 /// `DELETE /api/jobs/{id}`: cancel. 409 when the job already finished.
+#[utoipa::path(
+    delete,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The cancelled job", body = JobView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Caller,
@@ -254,6 +407,23 @@ pub async fn cancel_job(
 }
 
 /// `POST /api/jobs/{id}/retry`: failed or cancelled → queued.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/retry",
+    tag = "jobs",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, queued again", body = JobView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn retry_job(
     State(state): State<AppState>,
     caller: Caller,

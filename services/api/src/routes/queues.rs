@@ -4,12 +4,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use roundhouse_core::QueueName;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::extract::AdminCaller;
 use crate::startup::AppState;
 use roundhouse_http::ApiError;
+use roundhouse_http::docs::{
+    Forbidden, InternalError, TooManyRequests, Unauthorized, Unavailable, Unprocessable,
+};
 
-#[derive(Serialize)]
+/// One queue's counts.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueView {
     pub name: String,
@@ -29,7 +34,36 @@ pub struct QueueView {
     pub oldest_waiting_ms: Option<f64>,
 }
 
+/// `{queues: [...]}` (documents the answer of `stats`).
+#[derive(Serialize, ToSchema)]
+pub struct QueueStats {
+    pub queues: Vec<QueueView>,
+}
+
+/// A queue after a pause or resume (documents the answer of `pause` and `resume`).
+#[derive(Serialize, ToSchema)]
+pub struct QueuePaused {
+    pub name: String,
+    pub paused: bool,
+    /// Jobs waiting in it.
+    pub waiting: i64,
+}
+
 /// `GET /api/queues/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/queues/stats",
+    tag = "queues",
+    security(("serviceToken" = []), ("userJwt" = [])),
+    responses(
+        (status = 200, description = "Every queue's counts", body = QueueStats),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn stats(
     State(state): State<AppState>,
     _admin: AdminCaller,
@@ -73,6 +107,22 @@ async fn set_paused(
 }
 
 /// `POST /api/queues/{name}/pause`: workers stop starting its jobs (running ones finish).
+#[utoipa::path(
+    post,
+    path = "/api/queues/{name}/pause",
+    tag = "queues",
+    security(("serviceToken" = []), ("userJwt" = [])),
+    params(("name" = String, Path, description = "The queue's name")),
+    responses(
+        (status = 200, description = "Paused", body = QueuePaused),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
     _admin: AdminCaller,
@@ -82,6 +132,22 @@ pub async fn pause(
 }
 
 /// `POST /api/queues/{name}/resume`.
+#[utoipa::path(
+    post,
+    path = "/api/queues/{name}/resume",
+    tag = "queues",
+    security(("serviceToken" = []), ("userJwt" = [])),
+    params(("name" = String, Path, description = "The queue's name")),
+    responses(
+        (status = 200, description = "Resumed", body = QueuePaused),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     _admin: AdminCaller,

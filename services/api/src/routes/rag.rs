@@ -20,6 +20,10 @@ use uuid::Uuid;
 use crate::extract::{ApiQuery, Caller};
 use crate::startup::AppState;
 use roundhouse_http::ApiError;
+use roundhouse_http::docs::{
+    BadRequest, Forbidden, InternalError, NotFound, TooManyRequests, Unauthorized, Unavailable,
+    Unprocessable,
+};
 
 /// Results when the request does not say `k`.
 const DEFAULT_K: i64 = 5;
@@ -83,8 +87,9 @@ impl QueryEmbedder {
 }
 
 /// Query of `GET /api/rag/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The text to search for.
     pub q: Option<String>,
@@ -97,13 +102,13 @@ pub struct SearchQuery {
 }
 
 /// `{results: [...]}`, most similar first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
     pub results: Vec<SearchResult>,
 }
 
 /// One chunk found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchResult {
     pub document_id: Uuid,
@@ -119,6 +124,24 @@ pub struct SearchResult {
 /// `GET /api/rag/search`: users search their own documents (another user's
 /// `documentId` is 404, as another user's job is); the service searches
 /// everyone's, or one user's with `userId`.
+#[utoipa::path(
+    get,
+    path = "/api/rag/search",
+    tag = "rag",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "The most similar chunks, most similar first", body = SearchResults),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn search(
     State(state): State<AppState>,
     caller: Caller,

@@ -13,13 +13,17 @@ use roundhouse_db::ScheduledJob;
 use uuid::Uuid;
 
 use crate::dto::{
-    EnqueuedView, ScheduleListQuery, SchedulePage, ScheduleRequest, ScheduleView, ValidSchedule,
-    job_type_for,
+    DeletedView, EnqueuedView, ScheduleListQuery, SchedulePage, ScheduleRequest, ScheduleView,
+    ValidSchedule, job_type_for,
 };
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::routes::jobs::{check_queues, count_enqueued, dispatch_if_queued};
 use crate::startup::AppState;
 use roundhouse_http::ApiError;
+use roundhouse_http::docs::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, PayloadTooLarge, TooManyRequests,
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 
 /// The owner a caller's schedule queries are scoped to: `None` (all) for the
 /// service and admins, the user otherwise. Broader than jobs, where admins
@@ -46,6 +50,22 @@ fn first_tick(schedule: &ValidSchedule) -> Result<chrono::DateTime<Utc>, ApiErro
 }
 
 /// `GET /api/schedules`: oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/schedules",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(ScheduleListQuery),
+    responses(
+        (status = 200, description = "A page of schedules, oldest first (users: their own)", body = SchedulePage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_schedules(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,6 +84,26 @@ pub async fn list_schedules(
 }
 
 /// `POST /api/schedules`: 201 with the schedule, waiting for its first tick.
+#[utoipa::path(
+    post,
+    path = "/api/schedules",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    request_body(content = ScheduleRequest, description = "`name`, `cron` and `jobType` are required"),
+    responses(
+        (status = 201, description = "The schedule, waiting for its first tick", body = ScheduleView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create_schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,6 +130,22 @@ pub async fn create_schedule(
 }
 
 /// `GET /api/schedules/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/schedules/{id}",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The schedule's id")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +167,28 @@ pub async fn get_schedule(
 /// for, even across a disable and re-enable: ticks that passed meanwhile are
 /// then misfires, and the scheduler applies the schedule's misfire policy
 /// to them (skip, run once, or catch up) instead of silently dropping them.
+#[utoipa::path(
+    put,
+    path = "/api/schedules/{id}",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The schedule's id")),
+    request_body(content = ScheduleRequest, description = "The fields to change"),
+    responses(
+        (status = 200, description = "The updated schedule", body = ScheduleView),
+        (status = 400, response = BadRequest),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn update_schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,21 +226,55 @@ pub async fn update_schedule(
 }
 
 /// `DELETE /api/schedules/{id}`: jobs it already created stay.
+#[utoipa::path(
+    delete,
+    path = "/api/schedules/{id}",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The schedule's id")),
+    responses(
+        (status = 200, description = "Deleted; the jobs it created stay", body = DeletedView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn delete_schedule(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeletedView>, ApiError> {
     let id = parse_id(&id)?;
     if !state.db.delete_schedule(id, scope(&caller)).await? {
         return Err(ApiError::not_found("schedule"));
     }
     tracing::info!(schedule_id = %id, "schedule deleted");
-    Ok(Json(serde_json::json!({ "id": id, "deleted": true })))
+    Ok(Json(DeletedView { id, deleted: true }))
 }
 
 /// `POST /api/schedules/{id}/trigger`: one job now, outside the cron (also
 /// for a disabled schedule); 202 with the job, as an enqueue answers.
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/trigger",
+    tag = "schedules",
+    security(("userJwt" = []), ("serviceToken" = [])),
+    params(("id" = Uuid, Path, description = "The schedule's id")),
+    responses(
+        (status = 202, description = "The job it created", body = EnqueuedView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 429, response = TooManyRequests),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn trigger_schedule(
     State(state): State<AppState>,
     caller: Caller,

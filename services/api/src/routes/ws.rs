@@ -9,6 +9,8 @@
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
+use roundhouse_http::ErrorBody;
+use roundhouse_http::docs::{BadRequest, TooManyRequests, Unauthorized, Unavailable};
 use roundhouse_http::{ApiError, ApiQuery, client_ip};
 use serde::Deserialize;
 
@@ -16,13 +18,30 @@ use crate::socket;
 use crate::startup::AppState;
 
 /// `?token=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
+    /// A user's access token or the service token (browsers cannot set
+    /// headers on a WebSocket).
     pub token: Option<String>,
 }
 
 /// `GET /ws`.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "jobs",
+    params(ConnectQuery),
+    responses(
+        (status = 101, description = "A WebSocket of the caller's job updates: `job_update`, `job_complete` and `job_error` messages"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn connect(State(state): State<AppState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     let ip = client_ip(&parts, state.settings.client_ip_header.as_str());

@@ -29,6 +29,8 @@ pub const ROUNDHOUSE_TABLES: &[&str] = &[
     "alert_state",
     "alerts",
     "alert_budget",
+    "dashboard_sessions",
+    "audit_log",
 ];
 
 /// Whether `name` (any case) is one of [`ROUNDHOUSE_TABLES`].
