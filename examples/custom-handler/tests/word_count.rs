@@ -14,8 +14,16 @@ async fn a_word_count_job_runs_in_the_example_worker() {
         .await
         .unwrap();
     let api_url = format!("http://127.0.0.1:{}", api.port());
+    // A job accepted before the api reaches RabbitMQ waits for the
+    // scheduler's sweep to dispatch it, and no scheduler runs here.
+    let broker = api.state().broker.clone();
     let stop = CancellationToken::new();
     tokio::spawn(api.run_until_stopped(stop.clone().cancelled_owned()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !broker.is_connected() {
+        assert!(Instant::now() < deadline, "the api never reached RabbitMQ");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let worker = roundhouse_worker::Application::build_with_handlers(
         env.settings(),
         roundhouse_example_custom_handler::handlers(),
