@@ -6,6 +6,7 @@
 //! Set `TEST_LOG=1` to see the services' logs.
 
 pub mod metrics;
+pub mod openapi;
 
 use std::collections::HashMap;
 use std::sync::Once;

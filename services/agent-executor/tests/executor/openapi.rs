@@ -6,38 +6,19 @@
 //! runs it); without them these tests fail, saying so.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::Path;
 
 use reqwest::{Method, StatusCode};
 use roundhouse_http::docs::Route;
+use roundhouse_test_support::openapi::{
+    assert_fuzzing_finds_no_server_error, assert_same_routes, assert_valid_openapi,
+    documented_routes,
+};
 use serde_json::Value;
 
 use roundhouse_test_support::SERVICE_TOKEN;
 
 use crate::helpers::{BACKEND_SECRET, TestApp, alice, spawn_app, spawn_app_with};
-
-/// The methods an OpenAPI path item may hold.
-const METHODS: [&str; 8] = [
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
-
-/// A pinned tool of `scripts/test-tools-requirements.txt`.
-fn tool(name: &str) -> PathBuf {
-    let bin = std::env::var_os("ROUNDHOUSE_TEST_TOOLS")
-        .map(|venv| PathBuf::from(venv).join("bin"))
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools/venv/bin")
-        });
-    let path = bin.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make test` or `scripts/install-test-tools.sh`, which install the \
-         pinned Python test tools into target/test-tools/venv",
-        path.display()
-    );
-    path
-}
 
 /// A GET without credentials: (status, content type, body).
 async fn fetch(app: &TestApp, path: &str) -> (StatusCode, String, String) {
@@ -67,51 +48,11 @@ async fn document(app: &TestApp) -> Value {
     serde_json::from_str(&text).expect("the document is JSON")
 }
 
-/// (method, path) of every operation of `document`.
-fn documented_routes(document: &Value) -> BTreeSet<Route> {
-    let paths = document["paths"].as_object().expect("paths");
-    paths
-        .iter()
-        .flat_map(|(path, item)| {
-            METHODS
-                .iter()
-                .filter(|method| item.get(**method).is_some())
-                .map(|method| Route {
-                    method: method.to_uppercase(),
-                    path: path.clone(),
-                })
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_openapi_document_is_valid_openapi_3_1() {
     let app = spawn_app().await;
     let document = document(&app).await;
-    assert!(
-        document["openapi"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("3.1")),
-        "{}",
-        document["openapi"]
-    );
-    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "roundhouse-executor-openapi-{}.json",
-        app.env.prefix
-    ));
-    std::fs::write(&file, document.to_string()).expect("write the document");
-    let output = tokio::process::Command::new(tool("openapi-spec-validator"))
-        .arg(&file)
-        .output()
-        .await
-        .expect("run openapi-spec-validator");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        output.status.success(),
-        "openapi-spec-validator refused the document:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_valid_openapi(&document, Path::new(env!("CARGO_TARGET_TMPDIR"))).await;
 }
 
 #[tokio::test]
@@ -120,18 +61,7 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
     let documented = documented_routes(&document(&app).await);
     // What `router()` registers, recorded as it registers it.
     let served: BTreeSet<Route> = roundhouse_agent_executor::openapi::served_routes();
-    let undocumented: Vec<String> = served
-        .difference(&documented)
-        .map(|r| r.to_string())
-        .collect();
-    let unserved: Vec<String> = documented
-        .difference(&served)
-        .map(|r| r.to_string())
-        .collect();
-    assert!(
-        undocumented.is_empty() && unserved.is_empty(),
-        "served but not documented: {undocumented:?}\ndocumented but not served: {unserved:?}"
-    );
+    assert_same_routes(&served, &documented);
     assert!(
         served.len() >= 17,
         "only {} routes: {served:?}",
@@ -192,49 +122,10 @@ fn referenced_urls(html: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs schemathesis against the running `app` from its document, with
-/// `headers`, checking only that no answer is a server error. Bounded (25
-/// examples per operation and phase, a fixed seed for reproducible runs):
-/// well under two minutes.
+/// Fuzzes the running `app` from its document, sending `headers`.
 async fn fuzz(app: &TestApp, headers: &[String]) {
-    let started = Instant::now();
-    let mut command = tokio::process::Command::new(tool("schemathesis"));
-    command
-        // Its example database (`.schemathesis/`) goes to the tests' scratch
-        // directory, not the source tree.
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .arg("run")
-        .arg(app.url("/api/openapi.json"))
-        .args(["--url", &app.address])
-        .args(["--checks", "not_a_server_error"])
-        .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", "25"])
-        .args(["--seed", "1"])
-        .args(["--workers", "2"])
-        // Event streams of the jobs (runs) it created stay open: end them soon.
-        .args(["--request-timeout", "2"])
-        .args(["--suppress-health-check", "all"])
-        .args(["--warnings", "off"])
-        .env("NO_COLOR", "1")
-        .env("SCHEMATHESIS_HOOKS", "");
-    for header in headers {
-        command.args(["-H", header]);
-    }
-    let output = command.output().await.expect("run schemathesis");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "schemathesis found problems ({:?}):\n{report}",
-        output.status
-    );
-    eprintln!(
-        "schemathesis passed in {:.0?}:\n{report}",
-        started.elapsed()
-    );
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    assert_fuzzing_finds_no_server_error(&app.address, headers, scratch).await;
 }
 
 /// Fuzzing sends thousands of requests: lift the rate limits, which would
