@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::jobs::push_job_filter;
+use crate::jobs::{push_job_filter, requeue_set};
 use crate::{Db, DbError, JobFilter, JobRow};
 
 /// A signed-in dashboard browser.
@@ -225,14 +225,10 @@ impl Db {
         sql.push(" ORDER BY id LIMIT ")
             .push_bind(limit)
             .push(" FOR UPDATE SKIP LOCKED)")
-            .push(
+            .push(concat!(
+                ", requeued AS (UPDATE jobs j ",
+                requeue_set!(),
                 r#"
-                , requeued AS (
-                    UPDATE jobs j
-                       SET status = 'queued', attempt_base = attempts, run_at = now(),
-                           queued_at = now(), dispatched_at = NULL, completed_at = NULL,
-                           worker_id = NULL, lease_expires_at = NULL, error = NULL,
-                           result = NULL, progress = 0, progress_message = NULL
                       FROM picked
                      WHERE j.id = picked.id
                     RETURNING j.*
@@ -242,8 +238,8 @@ impl Db {
                       FROM requeued
                 )
                 SELECT * FROM requeued ORDER BY id
-                "#,
-            );
+                "#
+            ));
         Ok(sql.build_query_as().fetch_all(&self.pool).await?)
     }
 }

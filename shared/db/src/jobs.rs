@@ -72,6 +72,19 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
+/// The `SET` clause of a manual retry: the job is queued to run now, its
+/// retry budget counts from here, and its last attempt's outcome is cleared.
+/// Shared by [`Db::retry_job`] and the dashboard's bulk retry.
+macro_rules! requeue_set {
+    () => {
+        "SET status = 'queued', attempt_base = attempts, run_at = now(), \
+             queued_at = now(), dispatched_at = NULL, completed_at = NULL, \
+             worker_id = NULL, lease_expires_at = NULL, error = NULL, \
+             result = NULL, progress = 0, progress_message = NULL"
+    };
+}
+pub(crate) use requeue_set;
+
 impl Db {
     /// Inserts jobs in one transaction: all of them, or none.
     ///
@@ -295,13 +308,10 @@ impl Db {
     /// The attempt counter keeps counting (it is the fencing token).
     pub async fn retry_job(&self, id: Uuid, owner: Option<&str>) -> Result<RetryOutcome, DbError> {
         let row: Option<JobRow> = sqlx::query_as(
-            r#"
-            WITH requeued AS (
-                UPDATE jobs
-                   SET status = 'queued', attempt_base = attempts, run_at = now(),
-                       queued_at = now(), dispatched_at = NULL, completed_at = NULL,
-                       worker_id = NULL, lease_expires_at = NULL, error = NULL,
-                       result = NULL, progress = 0, progress_message = NULL
+            concat!(
+                "WITH requeued AS (UPDATE jobs ",
+                requeue_set!(),
+                r#"
                  WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)
                    AND status IN ('failed', 'cancelled')
                 RETURNING *
@@ -311,7 +321,8 @@ impl Db {
                   FROM requeued
             )
             SELECT * FROM requeued
-            "#,
+            "#
+            ),
         )
         .bind(id)
         .bind(owner)
